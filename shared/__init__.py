@@ -1,0 +1,1 @@
+"""Code shared by the web app and the workers: settings, database, domain logic."""

@@ -1,0 +1,58 @@
+"""Engine and session handling: one engine per process, one session per unit of work."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.settings import Settings
+
+
+def make_engine(settings: Settings) -> Engine:
+    """Create the engine for `settings.database_url` (SQLite or PostgreSQL via psycopg 3)."""
+    url = settings.database_url
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if settings.is_sqlite:
+        _ensure_sqlite_dir(url)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    path = url.split(":///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets the web and worker processes read while one writes; foreign keys are
+    # off by default in SQLite and our cascades rely on them.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Database:
+    """The engine and session factory built from settings; nothing connects until used."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = make_engine(settings)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work commits on success and rolls back on error."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    def dispose_after_fork(self) -> None:
+        """Drop connections inherited from a parent process without closing them."""
+        self.engine.dispose(close=False)

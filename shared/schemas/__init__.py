@@ -1,0 +1,1 @@
+"""Pydantic models: the API contract and task payloads."""

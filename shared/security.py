@@ -1,0 +1,79 @@
+"""Password hashing, access-token JWTs and opaque refresh-token material."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import OctKey
+
+from shared.settings import Settings
+
+# argon2-cffi's defaults are the RFC 9106 "low memory" argon2id profile.
+_hasher = PasswordHasher()
+# Verifying against this keeps a login for an unknown email as slow as a real one.
+_DUMMY_HASH = _hasher.hash("not-a-real-password-0")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """True when `password` matches; constant work whether or not a hash exists."""
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """Refresh tokens are high-entropy, so a plain SHA-256 is enough to store them."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    role: str
+
+
+class TokenService:
+    """Issues and checks short-lived HS256 access tokens bound to our issuer and audience."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._key = OctKey.import_key(hashlib.sha256(b"jwt:" + settings.secret_key.encode()).digest())
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self.ttl = settings.access_token_ttl_seconds
+        self._claims = jwt.JWTClaimsRegistry(
+            iss={"essential": True, "value": self._issuer},
+            aud={"essential": True, "value": self._audience},
+            exp={"essential": True},
+            sub={"essential": True},
+        )
+
+    def issue(self, user_id: uuid.UUID, role: str) -> str:
+        now = int(time.time())
+        claims = {"iss": self._issuer, "aud": self._audience, "sub": str(user_id),
+                  "role": role, "iat": now, "exp": now + self.ttl, "jti": uuid.uuid4().hex}
+        return jwt.encode({"alg": "HS256", "typ": "JWT"}, claims, self._key)
+
+    def verify(self, token: str) -> AccessClaims | None:
+        """The token's claims, or None when the signature, exp, iss or aud is wrong."""
+        try:
+            decoded = jwt.decode(token, self._key, algorithms=["HS256"])
+            self._claims.validate(decoded.claims)
+            return AccessClaims(uuid.UUID(decoded.claims["sub"]), str(decoded.claims.get("role", "user")))
+        except (JoseError, ValueError, KeyError, TypeError):
+            return None

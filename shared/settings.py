@@ -1,0 +1,110 @@
+"""Typed settings read once from the environment and `.env`."""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SECRET = "dev-insecure-secret-change-me"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_db_url(url: str, offset: int) -> str:
+    """`url` moved `offset` logical databases past the one it names (0 when it names none)."""
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{base + offset}", parts.query, parts.fragment))
+
+
+class Settings(BaseSettings):
+    """Every setting the service reads; names match the environment variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    devora_env: Literal["development", "test", "production"] = "development"
+    port: int = 8000
+
+    database_url: str = f"sqlite:///{PROJECT_ROOT / 'instance' / 'devora.db'}"
+    # Unset means "start an embedded server" for the run command; other processes
+    # then receive the URL it chose through the environment.
+    redis_url: str | None = None
+    broker_url: str | None = None
+    cache_redis_url: str | None = None
+    ratelimit_storage_uri: str | None = None
+    redis_socket_timeout: float = 0.5
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    secret_key: str = DEFAULT_SECRET
+    jwt_issuer: str = "devora"
+    jwt_audience: str = "devora-api"
+    access_token_ttl_seconds: int = Field(900, ge=60, le=86400)
+    refresh_token_ttl_seconds: int = Field(30 * 86400, ge=3600)
+
+    frontend_url: str = "http://localhost:3000"
+    trusted_proxy_hops: int = Field(0, ge=0, le=5)
+
+    cache_default_timeout: int = 300
+    project_list_cache_seconds: int = 900
+
+    ratelimit_enabled: bool = True
+    ratelimit_default: str = "300 per minute"
+    ratelimit_login: str = "5 per minute"
+    ratelimit_register: str = "10 per hour"
+    ratelimit_refresh: str = "30 per minute"
+
+    max_request_bytes: int = 8 * 1024 * 1024
+    max_file_bytes: int = 1024 * 1024
+    max_project_bytes: int = 20 * 1024 * 1024
+    max_files_per_project: int = 2000
+    max_path_depth: int = 16
+    max_path_segment_length: int = 128
+
+    @model_validator(mode="after")
+    def _production_requirements(self) -> Settings:
+        if self.devora_env != "production":
+            return self
+        if not self.secret_key or self.secret_key == DEFAULT_SECRET or len(self.secret_key) < 32:
+            raise ValueError(
+                "SECRET_KEY must be set to a random value of at least 32 characters in production"
+            )
+        if not self.redis_url:
+            raise ValueError("REDIS_URL must be set in production")
+        if self.database_url.startswith("sqlite"):
+            raise ValueError("DATABASE_URL must point at PostgreSQL in production")
+        return self
+
+    @cached_property
+    def resolved_redis_url(self) -> str:
+        """The Redis base URL (its DB and the next three are ours); the local default when unset."""
+        return self.redis_url or DEFAULT_REDIS_URL
+
+    @cached_property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or redis_db_url(self.resolved_redis_url, 0)
+
+    @cached_property
+    def resolved_cache_url(self) -> str:
+        return self.cache_redis_url or redis_db_url(self.resolved_redis_url, 1)
+
+    @cached_property
+    def resolved_ratelimit_url(self) -> str:
+        return self.ratelimit_storage_uri or redis_db_url(self.resolved_redis_url, 2)
+
+    @cached_property
+    def resolved_state_url(self) -> str:
+        """Redis DB for our own short-lived state (dedup markers, idempotency)."""
+        return redis_db_url(self.resolved_redis_url, 3)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, with explicit overrides on top."""
+    return Settings(**overrides)

@@ -1,0 +1,42 @@
+"""Bearer-token authentication for views and for the rate-limit key."""
+from __future__ import annotations
+
+from flask import g, request
+from flask_limiter.util import get_remote_address
+
+from shared.errors import Unauthorized
+from shared.models import User
+from shared.security import AccessClaims
+from web.state import db_session, state
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="devora"'}
+
+
+def bearer_claims() -> AccessClaims | None:
+    """Claims of a valid bearer token on this request, checked once per request."""
+    if "bearer_claims" not in g:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        g.bearer_claims = state().tokens.verify(token.strip()) if scheme.lower() == "bearer" and token else None
+    return g.bearer_claims
+
+
+def current_user() -> User:
+    """The authenticated, active user, or a 401 problem."""
+    claims = bearer_claims()
+    if claims is None:
+        raise Unauthorized("a valid bearer access token is required", headers=_CHALLENGE)
+    user = db_session().get(User, claims.user_id)
+    if user is None or not user.is_active:
+        raise Unauthorized("the account for this token no longer exists", headers=_CHALLENGE)
+    return user
+
+
+def rate_limit_key() -> str:
+    """Authenticated requests are limited per user, anonymous ones per client address."""
+    claims = bearer_claims()
+    return f"user:{claims.user_id}" if claims else f"addr:{get_remote_address()}"
+
+
+def client_address_key() -> str:
+    return f"addr:{get_remote_address()}"

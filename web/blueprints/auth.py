@@ -1,0 +1,76 @@
+"""Registration, password login and token refresh."""
+from __future__ import annotations
+
+from flask import current_app
+from flask_openapi3 import APIBlueprint, Tag
+
+from shared import accounts
+from shared.schemas.auth import LoginBody, RefreshBody, RegisterBody, TokenResponse, UserOut
+from web.auth import client_address_key, current_user
+from web.extensions import limiter
+from web.openapi import BEARER, responses
+from web.state import db_session, state
+
+bp = APIBlueprint("auth", __name__, url_prefix="/api/v2/auth", abp_tags=[Tag(name="auth")])
+
+
+def _limit(name: str):
+    return lambda: current_app.config[f"RATELIMIT_{name.upper()}"]
+
+
+def _token_body(pair: accounts.TokenPair) -> dict:
+    return TokenResponse(access_token=pair.access_token, refresh_token=pair.refresh_token,
+                         expires_in=pair.expires_in).model_dump()
+
+
+@bp.post("/register", responses=responses({201: TokenResponse}, 409))
+@limiter.limit(_limit("register"), key_func=client_address_key)
+def register(body: RegisterBody):
+    """Create a password account and log it in."""
+    session = db_session()
+    user = accounts.register(session, body.email, body.password, body.full_name)
+    pair = accounts.issue_tokens(session, state().tokens, user, state().settings.refresh_token_ttl_seconds)
+    session.commit()
+    return _token_body(pair), 201
+
+
+@bp.post("/login", responses=responses({200: TokenResponse}, 401))
+@limiter.limit(_limit("login"), key_func=client_address_key)
+def login(body: LoginBody):
+    """Exchange email and password for tokens."""
+    session = db_session()
+    user = accounts.authenticate(session, body.email, body.password)
+    pair = accounts.issue_tokens(session, state().tokens, user, state().settings.refresh_token_ttl_seconds)
+    session.commit()
+    return _token_body(pair)
+
+
+@bp.post("/refresh", responses=responses({200: TokenResponse}, 401))
+@limiter.limit(_limit("refresh"), key_func=client_address_key)
+def refresh(body: RefreshBody):
+    """Rotate a refresh token: the old one stops working, a new pair is returned."""
+    session = db_session()
+    try:
+        pair = accounts.rotate_refresh_token(session, state().tokens, body.refresh_token,
+                                             state().settings.refresh_token_ttl_seconds)
+    except accounts.RefreshTokenReused:
+        session.commit()  # keep the family revocation
+        raise
+    session.commit()
+    return _token_body(pair)
+
+
+@bp.post("/logout", responses=responses({204: None}, 401), security=BEARER)
+def logout(body: RefreshBody):
+    """Revoke the refresh token and every token rotated from the same login."""
+    user = current_user()
+    session = db_session()
+    accounts.logout(session, body.refresh_token, user.id)
+    session.commit()
+    return "", 204
+
+
+@bp.get("/me", responses=responses({200: UserOut}, 401), security=BEARER)
+def me():
+    """The authenticated account."""
+    return UserOut.model_validate(current_user()).model_dump(mode="json")

@@ -1,0 +1,76 @@
+"""The one error envelope: RFC 9457 problem details for every error the API returns."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, json, request
+from flask_limiter import RateLimitExceeded
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from shared.errors import DomainError
+
+logger = logging.getLogger(__name__)
+PROBLEM_MIME = "application/problem+json"
+TYPE_BASE = "https://devora.dev/problems/"
+
+
+def problem(status: int, title: str, detail: str | None = None, *, slug: str | None = None,
+            errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None,
+            **extra: Any) -> Response:
+    """A problem+json response."""
+    body: dict[str, Any] = {"type": TYPE_BASE + (slug or title.lower().replace(" ", "-")),
+                            "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if errors is not None:
+        body["errors"] = errors
+    body.update(extra)
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MIME)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def validation_problem(error: ValidationError) -> Response:
+    """Pydantic errors as a 422 listing each failing field (flask-openapi3's callback)."""
+    errors = [{"loc": [str(part) for part in item["loc"]], "msg": _message(item), "type": item["type"]}
+              for item in error.errors(include_url=False, include_input=False, include_context=False)]
+    detail = "; ".join(f"{'.'.join(e['loc']) or 'body'}: {e['msg']}" for e in errors[:5])
+    return problem(422, "Unprocessable content", detail, slug="validation-error", errors=errors)
+
+
+def _message(item: dict[str, Any]) -> str:
+    # Pydantic prefixes messages of custom validators with "Value error, ".
+    return str(item["msg"]).removeprefix("Value error, ")
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def _domain(error: DomainError) -> Response:
+        return problem(error.status, error.title, error.detail, slug=error.type_slug,
+                       errors=error.errors, headers=error.headers, **error.extra)
+
+    @app.errorhandler(RateLimitExceeded)
+    def _rate_limited(error: RateLimitExceeded) -> Response:
+        # Flask-Limiter's after_request adds Retry-After and the limit headers.
+        return problem(429, "Too many requests", f"rate limit exceeded: {error.description}",
+                       slug="rate-limited")
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException) -> Response:
+        response = problem(error.code or 500, error.name, error.description, slug=error.name.lower().replace(" ", "-"))
+        if error.code == 405 and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+
+    @app.errorhandler(ValidationError)
+    def _validation(error: ValidationError) -> Response:
+        return validation_problem(error)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, "Internal server error", "an unexpected error occurred; it has been logged",
+                       slug="internal-error")

@@ -1,0 +1,37 @@
+"""What the app shares across requests: settings, database, token service."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app, g
+from sqlalchemy.orm import Session
+
+from shared.db import Database
+from shared.projects import Limits
+from shared.security import TokenService
+from shared.settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    db: Database
+    tokens: TokenService
+    limits: Limits
+
+
+def state() -> AppState:
+    return current_app.extensions["devora"]
+
+
+def db_session() -> Session:
+    """The request's session, opened on first use and closed at teardown."""
+    if "db_session" not in g:
+        g.db_session = state().db.sessions()
+    return g.db_session
+
+
+def close_db_session(_exc: BaseException | None = None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
