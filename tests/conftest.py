@@ -105,12 +105,12 @@ def settings(database_url: str, redis_url: str, settings_overrides: dict) -> Set
 @pytest.fixture
 def app(settings: Settings):
     from web import create_app
-    from web.extensions import limiter
 
     application = create_app(settings)
     state = application.extensions["devora"]
-    with application.app_context():
-        limiter.reset()
+    if state.limiter.enabled:
+        with application.app_context():
+            state.limiter.reset()
     yield application
     with state.db.transaction() as session:
         for table in reversed(Base.metadata.sorted_tables):

@@ -1,7 +1,6 @@
 """The Flask application factory: `gunicorn 'web:create_app()'` or `flask --app web`."""
 from __future__ import annotations
 
-from flask import request
 from flask_openapi3 import Info, OpenAPI
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -12,13 +11,14 @@ from shared.security import TokenService
 from shared.settings import Settings, load_settings
 from web.blueprints import BLUEPRINTS
 from web.caching import JSONCacheSerializer
-from web.extensions import cache, limiter
-from web.openapi import COMMON_RESPONSES, SECURITY_SCHEMES
+from web.converters import FilePathConverter
+from web.extensions import cache
+from web.openapi import SECURITY_SCHEMES
 from web.problems import register_error_handlers, validation_problem
+from web.ratelimits import init_limiter
 from web.state import AppState, close_db_session
 
 API_VERSION = "2.0.0"
-_UNLIMITED_BLUEPRINTS = frozenset({"openapi", "swagger", "redoc", "health"})
 
 
 def create_app(settings: Settings | None = None) -> OpenAPI:
@@ -30,12 +30,14 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         info=Info(title="Devora API", version=API_VERSION,
                   description="Projects, code generation jobs, billing and webhooks."),
         security_schemes=SECURITY_SCHEMES,
-        responses=COMMON_RESPONSES,
         validation_error_callback=validation_problem,
         doc_prefix="/api/v2/docs",
         doc_url="/openapi.json",
     )
     app.config.update(_flask_config(settings))
+    app.url_map.converters["filepath"] = FilePathConverter
+    # A doubled slash in a file path is an error to report, not a URL to redirect.
+    app.url_map.merge_slashes = False
     if settings.trusted_proxy_hops:
         # Only the configured number of proxies is believed; an X-Forwarded-For entry
         # added by the client itself beyond them is ignored.
@@ -44,19 +46,14 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
 
     app.extensions["devora"] = AppState(settings=settings, db=Database(settings), tokens=TokenService(settings),
                                         limits=Limits.from_settings(settings))
-    limiter.init_app(app)
     cache.init_app(app)
     register_error_handlers(app)
     for blueprint in BLUEPRINTS:
         app.register_api(blueprint)
     app.add_url_rule("/api/v2/openapi.json", "openapi_document", lambda: app.api_doc)
+    app.extensions["devora"].limiter = init_limiter(app, settings)
     app.teardown_appcontext(close_db_session)
     return app
-
-
-def _unlimited() -> bool:
-    """Probes and API documents are never rate limited."""
-    return request.blueprint in _UNLIMITED_BLUEPRINTS or request.endpoint == "openapi_document"
 
 
 def _flask_config(settings: Settings) -> dict:
@@ -66,19 +63,6 @@ def _flask_config(settings: Settings) -> dict:
         "SECRET_KEY": settings.secret_key,
         "MAX_CONTENT_LENGTH": settings.max_request_bytes,
         "JSON_SORT_KEYS": False,
-        "RATELIMIT_ENABLED": settings.ratelimit_enabled,
-        "RATELIMIT_STORAGE_URI": settings.resolved_ratelimit_url,
-        "RATELIMIT_STORAGE_OPTIONS": redis_options,
-        "RATELIMIT_KEY_PREFIX": "devora",
-        "RATELIMIT_STRATEGY": "sliding-window-counter",
-        "RATELIMIT_HEADERS_ENABLED": True,
-        "RATELIMIT_SWALLOW_ERRORS": True,
-        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
-        "RATELIMIT_DEFAULT": settings.ratelimit_default,
-        "RATELIMIT_DEFAULTS_EXEMPT_WHEN": _unlimited,
-        "RATELIMIT_LOGIN": settings.ratelimit_login,
-        "RATELIMIT_REGISTER": settings.ratelimit_register,
-        "RATELIMIT_REFRESH": settings.ratelimit_refresh,
         "CACHE_TYPE": "RedisCache",
         "CACHE_REDIS_URL": settings.resolved_cache_url,
         "CACHE_KEY_PREFIX": "devora:cache:",

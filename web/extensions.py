@@ -2,9 +2,5 @@
 from __future__ import annotations
 
 from flask_caching import Cache
-from flask_limiter import Limiter
 
-from web.auth import rate_limit_key
-
-limiter = Limiter(rate_limit_key)
 cache = Cache()

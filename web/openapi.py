@@ -37,7 +37,8 @@ COMMON_RESPONSES: dict[str, Any] = {str(s): problem_response(s) for s in (413, 4
 
 def responses(success: dict[int, type[BaseModel] | dict[str, Any] | None], *errors: int) -> dict[str, Any]:
     """A route's responses: its success bodies plus problem+json for each error status."""
-    declared: dict[str, Any] = {str(code): body for code, body in success.items()}
+    declared: dict[str, Any] = dict(COMMON_RESPONSES)
+    declared.update({str(code): body for code, body in success.items()})
     declared.update({str(code): problem_response(code) for code in errors})
     return declared
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import current_app, g
+from flask_limiter import Limiter
 from sqlalchemy.orm import Session
 
 from shared.db import Database
@@ -18,6 +19,7 @@ class AppState:
     db: Database
     tokens: TokenService
     limits: Limits
+    limiter: Limiter | None = None
 
 
 def state() -> AppState:

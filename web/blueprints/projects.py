@@ -85,7 +85,7 @@ def list_files(path: ProjectPath):
     return {"project_id": str(project.id), "items": items, "total_bytes": project.total_bytes}
 
 
-@bp.get("/<uuid:project_id>/files/<path:file_path>", responses=responses({200: FileOut}, 401, 404))
+@bp.get("/<uuid:project_id>/files/<filepath:file_path>", responses=responses({200: FileOut}, 401, 404))
 def get_file(path: FilePath):
     """One file with its content."""
     session = db_session()
@@ -94,7 +94,7 @@ def get_file(path: FilePath):
     return FileOut.model_validate(projects.get_file(session, project, file_path)).model_dump(mode="json")
 
 
-@bp.put("/<uuid:project_id>/files/<path:file_path>", responses=responses({200: FileInfo, 201: FileInfo}, 401, 404))
+@bp.put("/<uuid:project_id>/files/<filepath:file_path>", responses=responses({200: FileInfo, 201: FileInfo}, 401, 404))
 def put_file(path: FilePath, body: FileWrite):
     """Create or replace a file."""
     session = db_session()
@@ -105,7 +105,7 @@ def put_file(path: FilePath, body: FileWrite):
     return FileInfo.model_validate(record).model_dump(mode="json"), 201 if created else 200
 
 
-@bp.delete("/<uuid:project_id>/files/<path:file_path>", responses=responses({204: None}, 401, 404))
+@bp.delete("/<uuid:project_id>/files/<filepath:file_path>", responses=responses({204: None}, 401, 404))
 def delete_file(path: FilePath):
     """Delete a file."""
     session = db_session()

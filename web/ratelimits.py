@@ -1,0 +1,49 @@
+"""Rate limits: one Limiter per app, with per-endpoint limits taken from settings."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask, request
+from flask_limiter import Limiter
+
+from shared.settings import Settings
+from web.auth import client_address_key, rate_limit_key
+
+# endpoint -> (settings field holding the limit, what the limit is keyed on)
+ROUTE_LIMITS: dict[str, tuple[str, Callable[[], str]]] = {
+    "auth.login": ("ratelimit_login", client_address_key),
+    "auth.register": ("ratelimit_register", client_address_key),
+    "auth.refresh": ("ratelimit_refresh", client_address_key),
+}
+_UNLIMITED_BLUEPRINTS = frozenset({"openapi", "swagger", "redoc", "health"})
+
+
+def _unlimited() -> bool:
+    """Probes and API documents are never rate limited."""
+    return request.blueprint in _UNLIMITED_BLUEPRINTS or request.endpoint == "openapi_document"
+
+
+def init_limiter(app: Flask, settings: Settings) -> Limiter:
+    """Bind a Limiter to `app` on the rate-limit Redis, failing open to memory if it is down."""
+    limiter = Limiter(
+        rate_limit_key,
+        app=None,
+        default_limits=[settings.ratelimit_default],
+        default_limits_exempt_when=_unlimited,
+        storage_uri=settings.resolved_ratelimit_url,
+        storage_options={"socket_timeout": settings.redis_socket_timeout,
+                         "socket_connect_timeout": settings.redis_socket_timeout},
+        strategy="sliding-window-counter",
+        headers_enabled=True,
+        swallow_errors=True,
+        in_memory_fallback_enabled=True,
+        key_prefix="devora",
+        enabled=settings.ratelimit_enabled,
+    )
+    limiter.init_app(app)
+    # Wrapping the registered views (rather than decorating at import) keeps each
+    # app's limiter, its storage and its health state separate.
+    for endpoint, (setting, key_func) in ROUTE_LIMITS.items():
+        app.view_functions[endpoint] = limiter.limit(getattr(settings, setting), key_func=key_func)(
+            app.view_functions[endpoint])
+    return limiter
