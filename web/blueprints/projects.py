@@ -33,13 +33,14 @@ def list_projects(query: ProjectListQuery):
     """The caller's projects, newest first (cached until any of them changes)."""
     user = current_user()
     key = f"projects:{user.id}:v{user.content_version}:{query.page}:{query.per_page}"
-    page = cache_get(key)
-    if page is None:
+    # The rendered JSON text is cached, so a hit is served without decoding and re-encoding it.
+    body = cache_get(key)
+    if body is None:
         rows, total = projects.list_projects(db_session(), user.id, query.page, query.per_page)
-        page = {"items": [_project_json(p) for p in rows], "page": query.page,
-                "per_page": query.per_page, "total": total}
-        cache_set(key, page, state().settings.project_list_cache_seconds)
-    return page
+        body = ProjectPage(items=[ProjectOut.model_validate(p) for p in rows], page=query.page,
+                           per_page=query.per_page, total=total).model_dump_json()
+        cache_set(key, body, state().settings.project_list_cache_seconds)
+    return Response(body, mimetype="application/json")
 
 
 @bp.post("", responses=responses({201: ProjectOut}, 401, 409))
