@@ -1,0 +1,18 @@
+# One image for every service; docker-compose.yml picks the command.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+
+RUN useradd --create-home --uid 10001 devora
+COPY setup.cfg pyproject.toml README.md ./
+COPY web ./web
+COPY worker ./worker
+COPY shared ./shared
+COPY migrations ./migrations
+COPY beat_schedule.py cli.py alembic.ini Procfile ./
+RUN pip install . && mkdir -p instance && chown devora instance
+
+USER devora
+EXPOSE 8000
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--access-logfile", "-", "web:create_app()"]
