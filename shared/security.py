@@ -52,7 +52,7 @@ class TokenService:
     """Issues and checks short-lived HS256 access tokens bound to our issuer and audience."""
 
     def __init__(self, settings: Settings) -> None:
-        self._key = OctKey.import_key(hashlib.sha256(b"jwt:" + settings.secret_key.encode()).digest())
+        self._key = OctKey.import_key(hashlib.sha256(b"jwt:" + settings.secret_key.get_secret_value().encode()).digest())
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self.ttl = settings.access_token_ttl_seconds

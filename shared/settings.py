@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -39,11 +39,20 @@ class Settings(BaseSettings):
     redis_socket_timeout: float = 0.5
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    secret_key: str = DEFAULT_SECRET
+    # Secrets are SecretStr so that printing or logging settings never shows them.
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
     jwt_issuer: str = "devora"
     jwt_audience: str = "devora-api"
     access_token_ttl_seconds: int = Field(900, ge=60, le=86400)
     refresh_token_ttl_seconds: int = Field(30 * 86400, ge=3600)
+
+    stripe_api_key: SecretStr = SecretStr("")
+    stripe_webhook_secret: SecretStr = SecretStr("")
+    # Only to point the SDK at a local Stripe peer (tests, development).
+    stripe_api_base: str | None = None
+    stripe_timeout_seconds: float = Field(10.0, gt=0, le=80)
+    stripe_max_network_retries: int = Field(2, ge=0, le=5)
+    stripe_webhook_tolerance_seconds: int = Field(300, ge=1, le=3600)
 
     frontend_url: str = "http://localhost:3000"
     trusted_proxy_hops: int = Field(0, ge=0, le=5)
@@ -68,7 +77,8 @@ class Settings(BaseSettings):
     def _production_requirements(self) -> Settings:
         if self.devora_env != "production":
             return self
-        if not self.secret_key or self.secret_key == DEFAULT_SECRET or len(self.secret_key) < 32:
+        secret = self.secret_key.get_secret_value()
+        if not secret or secret == DEFAULT_SECRET or len(secret) < 32:
             raise ValueError(
                 "SECRET_KEY must be set to a random value of at least 32 characters in production"
             )

@@ -60,7 +60,7 @@ def _flask_config(settings: Settings) -> dict:
     redis_options = {"socket_timeout": settings.redis_socket_timeout,
                      "socket_connect_timeout": settings.redis_socket_timeout}
     return {
-        "SECRET_KEY": settings.secret_key,
+        "SECRET_KEY": settings.secret_key.get_secret_value(),
         "MAX_CONTENT_LENGTH": settings.max_request_bytes,
         "JSON_SORT_KEYS": False,
         "CACHE_TYPE": "RedisCache",

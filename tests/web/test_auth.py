@@ -96,7 +96,7 @@ def test_me_without_or_with_a_bad_token_is_401(client, app):
 def _forge(app, **claims) -> str:
     settings = app.extensions["devora"].settings
     import hashlib
-    key = OctKey.import_key(hashlib.sha256(b"jwt:" + settings.secret_key.encode()).digest())
+    key = OctKey.import_key(hashlib.sha256(b"jwt:" + settings.secret_key.get_secret_value().encode()).digest())
     now = int(time.time())
     base = {"iss": settings.jwt_issuer, "aud": settings.jwt_audience, "sub": "00000000-0000-0000-0000-000000000001",
             "iat": now, "exp": now + 60}
