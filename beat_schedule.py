@@ -1,4 +1,19 @@
-"""Periodic jobs as plain data keyed by task name; run exactly one beat."""
+"""Periodic jobs as plain data keyed by task name; run exactly one beat.
+
+Every entry expires before its next run, so a backlog never piles up duplicates.
+"""
 from __future__ import annotations
 
-BEAT_SCHEDULE: dict[str, dict] = {}
+from celery.schedules import crontab
+
+BEAT_SCHEDULE: dict[str, dict] = {
+    "maintenance.requeue_unsent_jobs": {
+        "task": "maintenance.requeue_unsent_jobs", "schedule": 15.0, "options": {"expires": 14},
+    },
+    "maintenance.reap_stuck_jobs": {
+        "task": "maintenance.reap_stuck_jobs", "schedule": 60.0, "options": {"expires": 55},
+    },
+    "maintenance.purge_idempotency_keys": {
+        "task": "maintenance.purge_idempotency_keys", "schedule": crontab(minute=17), "options": {"expires": 3000},
+    },
+}

@@ -12,9 +12,11 @@ class DomainError(Exception):
     type_slug = "bad-request"
 
     def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+                 headers: dict[str, str] | None = None, type_slug: str | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
+        if type_slug:
+            self.type_slug = type_slug
         self.errors = errors
         self.headers = headers or {}
         self.extra = extra

@@ -73,8 +73,30 @@ class Settings(BaseSettings):
     max_path_depth: int = 16
     max_path_segment_length: int = 128
 
+    # Jobs: time limits, retries with exponential backoff and jitter, redelivery cap.
+    job_soft_time_limit_seconds: int = Field(300, ge=5)
+    job_hard_time_limit_seconds: int = Field(360, ge=10)
+    job_max_attempts: int = Field(4, ge=1, le=20)
+    job_retry_backoff_seconds: float = Field(1.0, gt=0)
+    job_retry_backoff_max_seconds: float = Field(60.0, gt=0)
+    # A running job renews its lease while alive; a redelivered task waits for an
+    # unexpired lease, so a job never runs twice at once.
+    job_lease_seconds: int = Field(15, ge=2)
+    job_validate_timeout_seconds: float = Field(120.0, gt=0)
+    job_max_repairs: int = Field(2, ge=0, le=10)
+    job_poll_interval_seconds: int = Field(2, ge=1, le=60)
+    generation_provider: str = "embedded"
+    # A queued job younger than this may still be on its way to the broker from the web process.
+    outbox_grace_seconds: float = Field(10.0, ge=0)
+    idempotency_key_ttl_seconds: int = Field(86400, ge=60)
+    broker_timeout_seconds: float = Field(1.0, gt=0)
+    ratelimit_generate_agentic: str = "10 per minute"
+    ratelimit_generate_fullstack: str = "5 per minute"
+
     @model_validator(mode="after")
     def _production_requirements(self) -> Settings:
+        if self.job_hard_time_limit_seconds <= self.job_soft_time_limit_seconds:
+            raise ValueError("JOB_HARD_TIME_LIMIT_SECONDS must be greater than JOB_SOFT_TIME_LIMIT_SECONDS")
         if self.devora_env != "production":
             return self
         secret = self.secret_key.get_secret_value()
@@ -109,6 +131,11 @@ class Settings(BaseSettings):
     def resolved_state_url(self) -> str:
         """Redis DB for our own short-lived state (dedup markers, idempotency)."""
         return redis_db_url(self.resolved_redis_url, 3)
+
+    @property
+    def broker_visibility_timeout(self) -> int:
+        """Longer than any run plus any retry delay, so Redis never redelivers a live task."""
+        return int(self.job_hard_time_limit_seconds + self.job_retry_backoff_max_seconds + 600)
 
     @property
     def is_sqlite(self) -> bool:

@@ -13,6 +13,8 @@ from shared import accounts
 from shared.models import Base
 from shared.settings import Settings
 
+pytest_plugins = ["tests.peers.fixtures"]
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 STRONG_PASSWORD = "Correct-Horse-9"
@@ -86,7 +88,11 @@ def migrate(url: str) -> None:
 
 def make_settings(database_url: str, redis_url: str, **overrides) -> Settings:
     values = dict(devora_env="test", database_url=database_url, redis_url=redis_url,
-                  secret_key="test-secret-" + "x" * 32, _env_file=None)
+                  secret_key="test-secret-" + "x" * 32, _env_file=None,
+                  # Short leases and backoff keep worker tests quick; no outbox grace so a
+                  # sweep sends at once.
+                  job_lease_seconds=3, job_retry_backoff_seconds=0.2, job_retry_backoff_max_seconds=2,
+                  outbox_grace_seconds=0)
     values.update(overrides)
     return Settings(**values)
 

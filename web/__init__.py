@@ -9,6 +9,7 @@ from shared.logging_setup import configure_logging
 from shared.projects import Limits
 from shared.security import TokenService
 from shared.settings import Settings, load_settings
+from shared.taskqueue import make_producer
 from web.blueprints import BLUEPRINTS
 from web.caching import JSONCacheSerializer
 from web.converters import FilePathConverter
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
                                 x_proto=settings.trusted_proxy_hops, x_host=0)
 
     app.extensions["devora"] = AppState(settings=settings, db=Database(settings), tokens=TokenService(settings),
-                                        limits=Limits.from_settings(settings))
+                                        limits=Limits.from_settings(settings), producer=make_producer(settings))
     cache.init_app(app)
     register_error_handlers(app)
     for blueprint in BLUEPRINTS:

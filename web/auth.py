@@ -21,6 +21,14 @@ def bearer_claims() -> AccessClaims | None:
     return g.bearer_claims
 
 
+def current_user_id():
+    """The user id of a valid bearer token, without loading the account (cheap polling paths)."""
+    claims = bearer_claims()
+    if claims is None:
+        raise Unauthorized("a valid bearer access token is required", headers=_CHALLENGE)
+    return claims.user_id
+
+
 def current_user() -> User:
     """The authenticated, active user, or a 401 problem (loaded once per request)."""
     if "current_user" in g:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Flask, request
+from flask import Flask, Response, g, request
 from flask_limiter import Limiter
 
 from shared.settings import Settings
@@ -14,6 +14,8 @@ ROUTE_LIMITS: dict[str, tuple[str, Callable[[], str]]] = {
     "auth.login": ("ratelimit_login", client_address_key),
     "auth.register": ("ratelimit_register", client_address_key),
     "auth.refresh": ("ratelimit_refresh", client_address_key),
+    "generation.generate_agentic": ("ratelimit_generate_agentic", rate_limit_key),
+    "generation.generate_fullstack": ("ratelimit_generate_fullstack", rate_limit_key),
 }
 _UNLIMITED_BLUEPRINTS = frozenset({"openapi", "swagger", "redoc", "health"})
 
@@ -21,6 +23,23 @@ _UNLIMITED_BLUEPRINTS = frozenset({"openapi", "swagger", "redoc", "health"})
 def _unlimited() -> bool:
     """Probes and API documents are never rate limited."""
     return request.blueprint in _UNLIMITED_BLUEPRINTS or request.endpoint == "openapi_document"
+
+
+def set_retry_after(response: Response, seconds: int) -> None:
+    """A Retry-After hint of the view's own (a polling interval, not a rate limit)."""
+    g.retry_after = str(seconds)
+    response.headers["Retry-After"] = g.retry_after
+
+
+def _keep_own_retry_after(response: Response) -> Response:
+    # Flask-Limiter stamps every response with Retry-After (its window reset), even
+    # successes, overriding a view's hint; only a 429 should carry the limiter's.
+    if response.status_code != 429:
+        if "retry_after" in g:
+            response.headers["Retry-After"] = g.retry_after
+        else:
+            response.headers.pop("Retry-After", None)
+    return response
 
 
 def init_limiter(app: Flask, settings: Settings) -> Limiter:
@@ -40,6 +59,8 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter:
         key_prefix="devora",
         enabled=settings.ratelimit_enabled,
     )
+    # Registered before the limiter's own hook, so it runs after it (Flask runs them in reverse).
+    app.after_request(_keep_own_retry_after)
     limiter.init_app(app)
     # Wrapping the registered views (rather than decorating at import) keeps each
     # app's limiter, its storage and its health state separate.

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from celery import Celery
+
 from flask import current_app, g
 from flask_limiter import Limiter
 from sqlalchemy.orm import Session
@@ -19,6 +21,7 @@ class AppState:
     db: Database
     tokens: TokenService
     limits: Limits
+    producer: Celery
     limiter: Limiter | None = None
 
 

@@ -5,9 +5,10 @@ from shared.generator.pipeline import (
     GenerationFailed,
     GenerationResult,
     GenerationSummary,
+    ProviderUnavailable,
     run_pipeline,
 )
-from shared.generator.provider import EmbeddedProvider, GenerationProvider, Plan
+from shared.generator.provider import PROVIDERS, EmbeddedProvider, GenerationProvider, Plan, get_provider
 from shared.generator.render import PlannedFile, plan_files, render
 from shared.generator.validate import FileProblem, ValidationReport, validate_project
 
@@ -21,6 +22,9 @@ __all__ = [
     "GenerationResult",
     "GenerationSummary",
     "Plan",
+    "PROVIDERS",
+    "ProviderUnavailable",
+    "get_provider",
     "PlannedFile",
     "plan_files",
     "render",

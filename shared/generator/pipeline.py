@@ -26,6 +26,10 @@ class GenerationError(Exception):
     """Base class of the pipeline's own failures."""
 
 
+class ProviderUnavailable(GenerationError):
+    """The provider could not answer for now (timeout, rate limit, outage): worth retrying later."""
+
+
 class GenerationCanceled(GenerationError):
     """Raised when `should_cancel` asks to stop; `stage` is the stage that was about to start."""
 

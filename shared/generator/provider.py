@@ -69,3 +69,14 @@ class EmbeddedProvider(GenerationProvider):
         # A failure whose cause is not in the implicated files (e.g. a test assertion tripped by a
         # bug elsewhere) leaves nothing to patch locally, so everything is rendered again.
         return repaired if changed else fresh
+
+
+PROVIDERS: dict[str, type[GenerationProvider]] = {"embedded": EmbeddedProvider}
+
+
+def get_provider(name: str) -> GenerationProvider:
+    """The provider configured by GENERATION_PROVIDER."""
+    try:
+        return PROVIDERS[name]()
+    except KeyError:
+        raise ValueError(f"unknown generation provider {name!r}; known: {', '.join(sorted(PROVIDERS))}") from None

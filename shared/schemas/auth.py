@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from shared.schemas.common import StoredText
+
 PASSWORD_RULES = (
     (re.compile(r"[A-Z]"), "password must contain an uppercase letter"),
     (re.compile(r"[a-z]"), "password must contain a lowercase letter"),
@@ -18,9 +20,9 @@ class RegisterBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: EmailStr
-    password: str = Field(min_length=8, max_length=128,
+    password: StoredText = Field(min_length=8, max_length=128,
                           description="At least 8 characters with an uppercase letter, a lowercase letter and a digit")
-    full_name: str | None = Field(None, max_length=200)
+    full_name: StoredText | None = Field(None, max_length=200)
 
     @field_validator("password")
     @classmethod
@@ -35,7 +37,7 @@ class LoginBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: EmailStr
-    password: str = Field(min_length=1, max_length=128)
+    password: StoredText = Field(min_length=1, max_length=128)
 
 
 class RefreshBody(BaseModel):

@@ -2,10 +2,25 @@
 from __future__ import annotations
 
 import copy
+import re
 from functools import cache
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded as UTF-8.
+    found = _UNSTORABLE.search(value)
+    if found:
+        raise ValueError("must not contain NUL characters" if found.group() == "\x00"
+                         else "must be valid Unicode text (it contains a lone surrogate)")
+    return value
+
+
+StoredText = Annotated[str, AfterValidator(_storable)]
 
 
 class Problem(BaseModel):
@@ -21,14 +36,12 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = Field(None, description="Failing fields, for validation problems")
 
 
-class QueryModel(BaseModel):
-    """Base for query-string models.
+class ParameterModel(BaseModel):
+    """Base for query-string and header models.
 
-    flask-openapi3 asks a query model for its JSON schema on every request; building
+    flask-openapi3 asks these models for their JSON schema on every request; building
     it costs more than the rest of a cached read, so it is built once per class.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     @classmethod
     def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -36,11 +49,17 @@ class QueryModel(BaseModel):
 
 
 @cache
-def _schema_of(model: type[QueryModel], args: tuple, kwargs: tuple) -> dict[str, Any]:
-    return super(QueryModel, model).model_json_schema(*args, **dict(kwargs))
+def _schema_of(model: type[ParameterModel], args: tuple, kwargs: tuple) -> dict[str, Any]:
+    return super(ParameterModel, model).model_json_schema(*args, **dict(kwargs))
 
 
-class PageQuery(QueryModel):
+class HeaderModel(ParameterModel):
+    # flask-openapi3 passes every request header along; only the declared ones matter.
+    model_config = ConfigDict(extra="ignore", populate_by_name=False)
+
+
+class PageQuery(ParameterModel):
+    model_config = ConfigDict(extra="forbid")
 
     page: int = Field(1, ge=1, le=100000)
     per_page: int = Field(20, ge=1, le=100)

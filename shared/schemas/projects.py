@@ -6,11 +6,13 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.schemas.common import PageMeta, PageQuery
+from shared.schemas.common import PageMeta, PageQuery, StoredText
 
 
 def _strip_name(value: str) -> str:
     value = value.strip()
+    if any("\ud800" <= ch <= "\udfff" for ch in value):
+        raise ValueError("name must be valid Unicode text")
     if not value:
         raise ValueError("name must not be blank")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
@@ -22,7 +24,7 @@ class ProjectCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100)
-    description: str | None = Field(None, max_length=2000)
+    description: StoredText | None = Field(None, max_length=2000)
 
     _name = field_validator("name")(_strip_name)
 
@@ -31,7 +33,7 @@ class ProjectUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, min_length=1, max_length=100)
-    description: str | None = Field(None, max_length=2000)
+    description: StoredText | None = Field(None, max_length=2000)
 
     @field_validator("name")
     @classmethod
@@ -71,7 +73,7 @@ class FilePath(BaseModel):
 class FileWrite(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    content: str = Field(description="UTF-8 text content")
+    content: StoredText = Field(description="UTF-8 text content")
 
 
 class FileInfo(BaseModel):

@@ -181,3 +181,12 @@ def test_cache_entries_are_per_user(client, make_user):
     create(client, alice, name="alice-project")
     assert client.get("/api/v2/projects", headers=alice).get_json()["total"] == 1
     assert client.get("/api/v2/projects", headers=bob).get_json()["total"] == 0
+
+
+@pytest.mark.parametrize("text", ["nul\x00byte", "lone\ud800surrogate"])
+def test_text_a_database_cannot_store_is_a_422_not_a_500(client, auth_headers, text):
+    project = create(client, auth_headers)
+    response = put(client, auth_headers, project["id"], "a.txt", text)
+    assert response.status_code == 422 and response.get_json()["errors"][0]["loc"] == ["content"]
+    described = client.post("/api/v2/projects", json={"name": "x", "description": text}, headers=auth_headers)
+    assert described.status_code == 422

@@ -1,4 +1,4 @@
 """Every blueprint the app registers, in one list."""
-from web.blueprints import auth, health, projects
+from web.blueprints import auth, generation, health, jobs, projects
 
-BLUEPRINTS = [health.bp, auth.bp, projects.bp]
+BLUEPRINTS = [health.bp, auth.bp, projects.bp, generation.bp, jobs.bp]

@@ -1,0 +1,211 @@
+"""Stripe through the official SDK: one client built from settings, every failure sorted as
+retryable (`StripeTransient`) or not (`StripePermanent`).
+
+Methods return the SDK's own objects (`stripe.StripeObject` subclasses: read fields as
+attributes, `to_dict()` for plain data); list methods return Python lists of them.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import stripe
+
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from stripe._base_address import BaseAddresses
+
+logger = logging.getLogger(__name__)
+
+_REDACTED = "[redacted]"
+# Worth retrying later: 429s, network failures and timeouts, 5xx and 409 (the SDK raises
+# APIError for both). Every other Stripe error means the request itself is wrong.
+_TRANSIENT_ERRORS = (stripe.RateLimitError, stripe.APIConnectionError, stripe.APIError)
+
+
+class StripeGatewayError(Exception):
+    """A Stripe operation failed; the SDK exception, if any, is kept as `__cause__`."""
+
+    def __init__(self, message: str, *, code: str | None = None, http_status: int | None = None,
+                 request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+        self.request_id = request_id
+
+
+class StripeTransient(StripeGatewayError):
+    """Rate limited, unreachable, timed out or failing on Stripe's side: retry later, same idempotency key."""
+
+
+class StripePermanent(StripeGatewayError):
+    """Stripe rejected the request (card, validation, key, permission, idempotency): retrying cannot help."""
+
+
+class WebhookSignatureInvalid(StripeGatewayError):
+    """The Stripe-Signature header is missing, does not match, or is older than the tolerance."""
+
+
+class WebhookPayloadInvalid(StripeGatewayError):
+    """A correctly signed webhook body that is not a Stripe snapshot event."""
+
+
+class StripeGateway:
+    """Thin client over `stripe.StripeClient`, constructed from settings; opens no connection until called."""
+
+    def __init__(self, settings: Settings) -> None:
+        api_base = (settings.stripe_api_base or "").rstrip("/") or None
+        self._api_base = api_base or stripe.DEFAULT_API_BASE
+        self._timeout = settings.stripe_timeout_seconds
+        self._max_network_retries = settings.stripe_max_network_retries
+        self._api_key = settings.stripe_api_key
+        self._webhook_secret = settings.stripe_webhook_secret
+        self._webhook_tolerance = settings.stripe_webhook_tolerance_seconds
+        # An override exists only to reach a local peer: send every Stripe host there so
+        # nothing a test or a developer does can leak to the real API.
+        base_addresses: BaseAddresses | None = (
+            {"api": api_base, "connect": api_base, "files": api_base, "meter_events": api_base}
+            if api_base else None)
+        # StripeClient defaults to 0 retries and an 80 s timeout; both are set here. The
+        # timeout bounds each attempt, so one call can take (retries + 1) x timeout plus backoff.
+        self._client = stripe.StripeClient(
+            settings.stripe_api_key.get_secret_value(),
+            base_addresses=base_addresses,
+            max_network_retries=self._max_network_retries,
+            http_client=stripe.RequestsClient(timeout=self._timeout),
+        )
+
+    def __repr__(self) -> str:
+        return (f"StripeGateway(api_base={self._api_base!r}, timeout={self._timeout}, "
+                f"max_network_retries={self._max_network_retries})")
+
+    def create_customer(self, user_id: str, email: str) -> stripe.Customer:
+        """Create the user's Stripe customer; repeating it within Stripe's key window returns the same one."""
+        with self._translated("create_customer"):
+            return self._client.v1.customers.create(
+                params={"email": email, "metadata": {"user_id": user_id}},
+                # Derived from the user, so a Celery retry after a lost response replays the
+                # first creation instead of making a second customer.
+                options={"idempotency_key": f"devora-customer-{user_id}"},
+            )
+
+    def create_checkout_session(self, *, customer_id: str, price_id: str, success_url: str,
+                                cancel_url: str, idempotency_key: str) -> stripe.checkout.Session:
+        """Start a subscription Checkout for one unit of `price_id`."""
+        with self._translated("create_checkout_session"):
+            return self._client.v1.checkout.sessions.create(
+                params={"mode": "subscription", "customer": customer_id,
+                        "line_items": [{"price": price_id, "quantity": 1}],
+                        "success_url": success_url, "cancel_url": cancel_url},
+                options={"idempotency_key": idempotency_key},
+            )
+
+    def create_portal_session(self, *, customer_id: str, return_url: str) -> stripe.billing_portal.Session:
+        """Open a billing portal session for the customer."""
+        with self._translated("create_portal_session"):
+            return self._client.v1.billing_portal.sessions.create(
+                params={"customer": customer_id, "return_url": return_url})
+
+    def retrieve_customer(self, customer_id: str) -> stripe.Customer:
+        """Fetch one customer (a deleted one comes back with `deleted=True`)."""
+        with self._translated("retrieve_customer"):
+            return self._client.v1.customers.retrieve(customer_id)
+
+    def retrieve_price(self, price_id: str) -> stripe.Price:
+        """Fetch one price, e.g. to check a configured plan exists and is active."""
+        with self._translated("retrieve_price"):
+            return self._client.v1.prices.retrieve(price_id)
+
+    def retrieve_subscription(self, subscription_id: str) -> stripe.Subscription:
+        """Fetch one subscription."""
+        with self._translated("retrieve_subscription"):
+            return self._client.v1.subscriptions.retrieve(subscription_id)
+
+    def list_subscriptions(self, customer_id: str) -> list[stripe.Subscription]:
+        """Every subscription of the customer, canceled ones included, across all pages."""
+        with self._translated("list_subscriptions"):
+            page = self._client.v1.subscriptions.list(
+                params={"customer": customer_id, "status": "all", "limit": 100})
+            return list(page.auto_paging_iter())
+
+    def list_invoices(self, customer_id: str, limit: int = 100) -> list[stripe.Invoice]:
+        """The customer's most recent `limit` invoices (one page; Stripe allows at most 100)."""
+        with self._translated("list_invoices"):
+            return list(self._client.v1.invoices.list(params={"customer": customer_id, "limit": limit}))
+
+    def retrieve_event(self, event_id: str) -> stripe.Event:
+        """Fetch one event, e.g. to re-read a webhook's object in its current state."""
+        with self._translated("retrieve_event"):
+            return self._client.v1.events.retrieve(event_id)
+
+    def list_events(self, *, created_gte: int, limit: int = 100) -> list[stripe.Event]:
+        """Every event created at or after `created_gte` (Unix seconds), fetched `limit` per page."""
+        with self._translated("list_events"):
+            page = self._client.v1.events.list(params={"created": {"gte": created_gte}, "limit": limit})
+            return list(page.auto_paging_iter())
+
+    def retrieve_customers(self, customer_ids: list[str], *, max_concurrency: int = 8
+                           ) -> dict[str, stripe.Customer | StripeGatewayError]:
+        """Fetch many customers concurrently; each id maps to its customer or to the error it met."""
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        unique_ids = list(dict.fromkeys(customer_ids))
+        if not unique_ids:
+            return {}
+        results: dict[str, stripe.Customer | StripeGatewayError] = {}
+        # The SDK's requests client keeps one session per thread, so sharing the client is safe.
+        with ThreadPoolExecutor(max_workers=min(max_concurrency, len(unique_ids)),
+                                thread_name_prefix="stripe-batch") as pool:
+            futures = {customer_id: pool.submit(self.retrieve_customer, customer_id)
+                       for customer_id in unique_ids}
+            for customer_id, future in futures.items():
+                try:
+                    results[customer_id] = future.result()
+                except StripeGatewayError as error:
+                    results[customer_id] = error
+        return results
+
+    def construct_event(self, payload: bytes, signature_header: str | None) -> stripe.Event:
+        """Verify a webhook's signature and age against the raw body, then parse it into an event."""
+        secret = self._webhook_secret.get_secret_value()
+        if not secret:
+            # A configuration fault, not the sender's: it must not read as a bad signature.
+            raise StripeGatewayError("STRIPE_WEBHOOK_SECRET is not set; webhooks cannot be verified")
+        try:
+            return self._client.construct_event(payload, signature_header, secret,
+                                                tolerance=self._webhook_tolerance)
+        except stripe.SignatureVerificationError as exc:
+            message = self._redact(f"Webhook signature rejected: {exc.user_message}")
+            raise WebhookSignatureInvalid(message) from exc
+        # ValueError covers invalid UTF-8, invalid JSON and thin (v2) events; AttributeError
+        # is what the SDK raises for JSON that is not an object.
+        except (ValueError, AttributeError) as exc:
+            raise WebhookPayloadInvalid(f"Webhook body is not a Stripe event: {type(exc).__name__}") from exc
+
+    @contextmanager
+    def _translated(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except stripe.StripeError as exc:
+            raise self._translate(operation, exc) from exc
+
+    def _translate(self, operation: str, exc: stripe.StripeError) -> StripeGatewayError:
+        kind = StripeTransient if isinstance(exc, _TRANSIENT_ERRORS) else StripePermanent
+        # Some SDK errors (rate limits among them) carry the code only in the error body.
+        code = exc.code or getattr(exc.error, "code", None)
+        message = self._redact(
+            f"Stripe {operation} failed: {type(exc).__name__} (HTTP {exc.http_status}, code {code}): "
+            f"{exc.user_message or 'no message'}")
+        logger.warning("%s request_id=%s", message, exc.request_id)
+        return kind(message, code=code, http_status=exc.http_status, request_id=exc.request_id)
+
+    def _redact(self, text: str) -> str:
+        for secret in (self._api_key, self._webhook_secret):
+            value = secret.get_secret_value()
+            if value:
+                text = text.replace(value, _REDACTED)
+        return text

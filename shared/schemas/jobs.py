@@ -1,0 +1,94 @@
+"""Request and response bodies for generation jobs and job polling."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.schemas.common import HeaderModel, PageMeta, PageQuery, StoredText
+from shared.schemas.spec import AppSpec
+
+JobStatus = Literal["queued", "running", "retrying", "succeeded", "failed", "canceled"]
+JobKind = Literal["agentic", "fullstack", "billing_sync"]
+
+
+class GenerateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    project_id: uuid.UUID
+    prompt: StoredText | None = Field(None, max_length=20000, description="Free-text request; needs a language-model provider")
+    spec: AppSpec | None = Field(None, description="Structured application spec (required by the embedded provider)")
+
+    @model_validator(mode="after")
+    def _needs_a_spec(self) -> GenerateBody:
+        if self.spec is None:
+            if self.prompt:
+                raise ValueError("the embedded generator needs a structured `spec`; a free-text `prompt` alone "
+                                 "needs a language-model provider, which is not configured")
+            raise ValueError("a `spec` is required")
+        return self
+
+
+class IdempotencyHeader(HeaderModel):
+    idempotency_key: str | None = Field(None, alias="Idempotency-Key", min_length=1, max_length=255,
+                                        pattern=r"^[\x21-\x7e]+$")
+
+
+class JobProgress(BaseModel):
+    percent: int
+    stage: str
+
+
+class JobError(BaseModel):
+    type: str
+    message: str
+
+
+class JobOut(BaseModel):
+    id: uuid.UUID
+    kind: str
+    status: JobStatus
+    project_id: uuid.UUID | None
+    progress: JobProgress
+    attempts: int
+    max_attempts: int
+    next_retry_at: datetime | None
+    cancel_requested: bool
+    error: JobError | None
+    result: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job) -> JobOut:
+        return cls(
+            id=job.id, kind=job.kind, status=job.status, project_id=job.project_id,
+            progress=JobProgress(percent=job.progress_percent, stage=job.progress_stage),
+            attempts=job.attempts, max_attempts=job.max_attempts, next_retry_at=job.next_retry_at,
+            cancel_requested=job.cancel_requested_at is not None,
+            error=JobError(type=job.error_type, message=job.error_message or "") if job.error_type else None,
+            result=job.result, created_at=job.created_at, updated_at=job.updated_at, started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+
+class JobPage(PageMeta):
+    items: list[JobOut]
+
+
+class JobListQuery(PageQuery):
+    status: JobStatus | None = None
+    kind: JobKind | None = None
+    project_id: uuid.UUID | None = None
+
+
+class JobPath(BaseModel):
+    job_id: uuid.UUID
+
+
+class IfNoneMatchHeader(HeaderModel):
+    if_none_match: str | None = Field(None, alias="If-None-Match", max_length=200)

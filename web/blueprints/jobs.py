@@ -1,0 +1,60 @@
+"""Polling and canceling jobs."""
+from __future__ import annotations
+
+import hashlib
+
+from flask import Response, json, request
+from flask_openapi3 import APIBlueprint, Tag
+
+from shared import jobs
+from shared.models.jobs import FINISHED_STATES
+from shared.schemas.jobs import IfNoneMatchHeader, JobListQuery, JobOut, JobPage, JobPath
+from web.auth import current_user_id
+from web.openapi import BEARER, responses
+from web.ratelimits import set_retry_after
+from web.state import db_session, state
+
+bp = APIBlueprint("jobs", __name__, url_prefix="/api/v2/jobs", abp_tags=[Tag(name="jobs")], abp_security=BEARER)
+_NOT_MODIFIED = {"description": "Not modified since the ETag given in If-None-Match",
+                 "headers": {"ETag": {"schema": {"type": "string"}}}}
+
+
+@bp.before_request
+def _authenticate() -> None:
+    # Polling is the hot path: a valid token is enough, ownership is checked per row.
+    current_user_id()
+
+
+@bp.get("", responses=responses({200: JobPage}, 401))
+def list_jobs(query: JobListQuery):
+    """The caller's jobs, newest first, filtered by status, kind or project."""
+    rows, total = jobs.list_owned(db_session(), current_user_id(), status=query.status, kind=query.kind,
+                                  project_id=query.project_id, page=query.page, per_page=query.per_page)
+    return JobPage(items=[JobOut.of(job) for job in rows], page=query.page, per_page=query.per_page,
+                   total=total).model_dump(mode="json")
+
+
+@bp.get("/<uuid:job_id>", responses=responses({200: JobOut, 304: _NOT_MODIFIED}, 401, 404))
+def get_job(path: JobPath, header: IfNoneMatchHeader):
+    """One job; send its ETag back in If-None-Match to get a bodiless 304 while nothing changed."""
+    job = jobs.get_owned(db_session(), current_user_id(), path.job_id)
+    body = json.dumps(JobOut.of(job).model_dump(mode="json"))
+    etag = hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
+    if request.if_none_match.contains(etag):
+        response = Response(status=304)
+    else:
+        response = Response(body, mimetype="application/json")
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "private, no-cache"
+    if job.status not in FINISHED_STATES:
+        set_retry_after(response, jobs.poll_delay_seconds(job, state().settings.job_poll_interval_seconds))
+    return response
+
+
+@bp.post("/<uuid:job_id>/cancel", responses=responses({200: JobOut, 202: JobOut}, 401, 404, 409))
+def cancel_job(path: JobPath):
+    """Cancel a job: at once when it waits, at its next step when it runs; 409 when it has finished."""
+    session = db_session()
+    job = jobs.request_cancel(session, jobs.get_owned(session, current_user_id(), path.job_id))
+    session.commit()
+    return JobOut.of(job).model_dump(mode="json"), 200 if job.status == "canceled" else 202

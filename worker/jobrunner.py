@@ -1,0 +1,165 @@
+"""One delivery of a job task: claim the row, keep its lease, do the work, end it properly."""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared import jobs
+from shared.db import Database
+from shared.errors import DomainError
+from shared.models import Job
+from shared.settings import Settings
+from worker.context import database_of, settings_of
+
+logger = logging.getLogger(__name__)
+
+
+class JobCanceled(Exception):
+    """The owner asked the job to stop; it ends as canceled without writing anything."""
+
+
+class ClaimLost(Exception):
+    """Another delivery took the job over after this one's lease ran out."""
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """A finished job's result, and the writes that must land in the same transaction as its success."""
+
+    result: dict[str, Any]
+    apply: Callable[[Session, Job], None] | None = None
+
+
+@dataclass
+class JobContext:
+    """What the work of a job sees: its inputs, and ways to report progress and notice a cancel."""
+
+    job_id: uuid.UUID
+    owner_id: uuid.UUID
+    project_id: uuid.UUID | None
+    kind: str
+    payload: dict[str, Any]
+    attempt: int
+    settings: Settings
+    _db: Database = field(repr=False)
+    _claim: jobs.Claim = field(repr=False)
+
+    def progress(self, percent: int, stage: str) -> None:
+        with self._db.transaction() as session:
+            state = jobs.heartbeat(session, self._claim, self.settings.job_lease_seconds, percent, stage)
+        if state is None:
+            raise ClaimLost(str(self.job_id))
+
+    def cancel_requested(self) -> bool:
+        with self._db.transaction() as session:
+            return session.scalar(select(Job.cancel_requested_at).where(Job.id == self.job_id)) is not None
+
+
+class _Heartbeat(threading.Thread):
+    """Renews the lease while the work runs; it dies with the process, so a killed worker's lease lapses."""
+
+    def __init__(self, db: Database, claim: jobs.Claim, lease_seconds: int) -> None:
+        super().__init__(name=f"lease-{claim.job_id}", daemon=True)
+        self._db, self._claim, self._lease = db, claim, lease_seconds
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self._lease / 3):
+            try:
+                with self._db.transaction() as session:
+                    jobs.heartbeat(session, self._claim, self._lease)
+            except Exception:  # noqa: BLE001 - a missed beat only shortens the lease; the next may succeed
+                logger.warning("could not renew the lease of job %s", self._claim.job_id, exc_info=True)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+def backoff_seconds(settings: Settings, attempt: int) -> float:
+    """Exponential backoff (1 s, 2 s, 4 s ... by default), capped, with +/-25 % jitter."""
+    nominal = min(settings.job_retry_backoff_max_seconds, settings.job_retry_backoff_seconds * 2 ** (attempt - 1))
+    return min(settings.job_retry_backoff_max_seconds, nominal * random.uniform(0.75, 1.25))
+
+
+def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
+            transient: tuple[type[BaseException], ...]) -> None:
+    """Run `work` for this delivery unless another delivery owns the job or it has finished."""
+    settings, db = settings_of(task.app), database_of(task.app)
+    worker = f"{task.request.hostname or 'worker'}:{os.getpid()}"
+    with db.transaction() as session:
+        claim = jobs.claim(session, uuid.UUID(job_id), worker, settings.job_lease_seconds)
+        job = session.get(Job, claim.job_id) if isinstance(claim, jobs.Claim) else None
+        context = job and JobContext(job.id, job.owner_id, job.project_id, job.kind, dict(job.payload),
+                                     claim.attempt, settings, db, claim)
+    if not isinstance(claim, jobs.Claim):
+        if claim.finished:
+            logger.info("job %s: nothing to do, it has finished", job_id)
+            return
+        logger.info("job %s is running elsewhere; checking again in %.1f s", job_id, claim.retry_in)
+        raise task.retry(countdown=claim.retry_in, max_retries=None)
+
+    logger.info("job %s: attempt %s of %s on %s", job_id, claim.attempt, claim.max_attempts, worker)
+    heartbeat = _Heartbeat(db, claim, settings.job_lease_seconds)
+    heartbeat.start()
+    try:
+        outcome = work(context)
+    except JobCanceled:
+        _end(db, claim, status="canceled")
+    except ClaimLost:
+        logger.warning("job %s: lease lost to another delivery; stopping without writing", job_id)
+    except SoftTimeLimitExceeded as error:
+        _end(db, claim, status="failed", error=error, error_type="TimeLimitExceeded")
+    except transient as error:
+        _retry_or_fail(task, db, settings, claim, error)
+    except Exception as error:  # noqa: BLE001 - any other failure is permanent and recorded on the job
+        logger.exception("job %s failed", job_id)
+        _end(db, claim, status="failed", error=error)
+    else:
+        _succeed(db, claim, outcome)
+    finally:
+        heartbeat.stop()
+
+
+def _succeed(db: Database, claim: jobs.Claim, outcome: JobOutcome) -> None:
+    try:
+        with db.transaction() as session:
+            job = jobs.lock_claimed(session, claim)
+            if job is None:
+                return
+            if job.cancel_requested_at is not None:
+                jobs.finish(session, claim, status="canceled")
+                return
+            if outcome.apply:
+                outcome.apply(session, job)
+            jobs.finish(session, claim, status="succeeded", result=outcome.result)
+    except DomainError as error:
+        # The result could not be stored (the project was deleted or would exceed its limits).
+        _end(db, claim, status="failed", error=error, error_type="ResultRejected")
+
+
+def _retry_or_fail(task: Task, db: Database, settings: Settings, claim: jobs.Claim, error: BaseException) -> None:
+    if claim.attempt >= claim.max_attempts:
+        logger.warning("job %s: %s on the last attempt; giving up", claim.job_id, type(error).__name__)
+        _end(db, claim, status="failed", error=error)
+        return
+    delay = backoff_seconds(settings, claim.attempt)
+    logger.warning("job %s: %s; retrying in %.1f s", claim.job_id, type(error).__name__, delay)
+    with db.transaction() as session:
+        jobs.schedule_retry(session, claim, error, delay)
+    raise task.retry(countdown=delay, max_retries=None, exc=error)
+
+
+def _end(db: Database, claim: jobs.Claim, **how: Any) -> None:
+    with db.transaction() as session:
+        jobs.finish(session, claim, **how)

@@ -1,0 +1,50 @@
+"""Scheduled housekeeping: the job outbox, stuck jobs, expired idempotency keys."""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from shared import job_maintenance, jobs
+from shared.models.base import utcnow
+from shared.taskqueue import send
+from worker.context import database_of, settings_of
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="maintenance.requeue_unsent_jobs", bind=True)
+def requeue_unsent_jobs(self) -> int:
+    """Send queued jobs the broker never received (it was down when they were submitted)."""
+    settings, db = settings_of(self.app), database_of(self.app)
+    with db.transaction() as session:
+        pending = job_maintenance.unsent_jobs(session, now=utcnow(), grace_seconds=settings.outbox_grace_seconds)
+    sent = 0
+    for job_id, task_name in pending:
+        send(self.app, task_name, str(job_id))
+        with db.transaction() as session:
+            jobs.mark_sent(session, job_id)
+        sent += 1
+    if sent:
+        logger.info("requeued %s unsent job(s)", sent)
+    return sent
+
+
+@shared_task(name="maintenance.reap_stuck_jobs", bind=True)
+def reap_stuck_jobs(self) -> dict[str, int]:
+    """Requeue jobs whose worker vanished; fail those past the hard time limit."""
+    settings, db = settings_of(self.app), database_of(self.app)
+    with db.transaction() as session:
+        requeued, failed = job_maintenance.reap_stuck_jobs(
+            session, now=utcnow(), hard_limit_seconds=settings.job_hard_time_limit_seconds,
+            grace_seconds=settings.job_lease_seconds)
+    if requeued or failed:
+        logger.warning("stuck jobs: %s requeued, %s failed", requeued, failed)
+    return {"requeued": requeued, "failed": failed}
+
+
+@shared_task(name="maintenance.purge_idempotency_keys", bind=True)
+def purge_idempotency_keys(self) -> int:
+    """Forget idempotency keys older than their retention (24 hours by default)."""
+    with database_of(self.app).transaction() as session:
+        return job_maintenance.purge_expired_idempotency_keys(session, now=utcnow())
