@@ -16,4 +16,13 @@ BEAT_SCHEDULE: dict[str, dict] = {
     "maintenance.purge_idempotency_keys": {
         "task": "maintenance.purge_idempotency_keys", "schedule": crontab(minute=17), "options": {"expires": 3000},
     },
+    "webhooks.enqueue_unprocessed": {
+        "task": "webhooks.enqueue_unprocessed", "schedule": 15.0, "options": {"expires": 14},
+    },
+    "webhooks.sweep_missed": {
+        "task": "webhooks.sweep_missed", "schedule": crontab(minute=41), "options": {"expires": 3000},
+    },
+    "billing.reconcile": {
+        "task": "billing.reconcile", "schedule": crontab(hour=3, minute=7), "options": {"expires": 3600},
+    },
 }

@@ -7,9 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import requests
@@ -41,29 +42,46 @@ def embedded_redis() -> Iterator[str]:
 
 
 @contextmanager
+def running(argv: list[str], env: dict[str, str], cwd: Path, ready: Callable[[], bool],
+            timeout: float = 60) -> Iterator[subprocess.Popen]:
+    """Run a process (in its own process group) until the block ends; wait until `ready()` is true."""
+    # stderr goes to a file, not a pipe nobody reads, so a chatty process can never block on it.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                                   stderr=log, start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while not ready():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"{argv[0]} did not start: {log.read().decode()[-2000:]}")
+                time.sleep(0.2)
+            yield process
+        finally:
+            # The leader may have exited (and been reaped by poll()) while its children live on.
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def answers(url: str) -> bool:
+    """Whether `url` answers without a server error."""
+    try:
+        return requests.get(url, timeout=1).status_code < 500
+    except requests.RequestException:
+        return False
+
+
+@contextmanager
 def serve(argv: list[str], env: dict[str, str], cwd: Path, health_url: str) -> Iterator[subprocess.Popen]:
     """Run a server until the block ends; wait until `health_url` answers."""
-    process = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(health_url, timeout=1).status_code < 500:
-                    break
-            except requests.RequestException:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{argv[0]} did not start: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.2)
+    with running(argv, env, cwd, lambda: answers(health_url)) as process:
         yield process
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def wrk(url: str, *, seconds: int, connections: int = 16, threads: int = 2, headers: dict[str, str] | None = None,
@@ -82,3 +100,24 @@ def wrk(url: str, *, seconds: int, connections: int = 16, threads: int = 2, head
 
 def gunicorn(app: str, port: int, workers: int = 2) -> list[str]:
     return [str(BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning", app]
+
+
+def celery_worker(app: str, queues: tuple[str, ...] = (), concurrency: int = 2) -> list[str]:
+    """A prefork Celery worker with the bench's settings, the same for the service and the anchor."""
+    argv = [str(BIN / "celery"), "-A", app, "worker", "-P", "prefork", "-c", str(concurrency), "-l", "WARNING",
+            "--without-gossip", "--without-mingle"]
+    return argv + (["-Q", ",".join(queues)] if queues else [])
+
+
+def post_script(path: Path, body: str = "", headers: dict[str, str] | None = None) -> Path:
+    """Write a wrk Lua script that sends every request as a POST with `body` and `headers`."""
+    def quoted(text: str) -> str:
+        # A Lua long string needs no escaping as long as its closing bracket does not occur in it.
+        if "]==]" in text:
+            raise ValueError("text must not contain ]==]")
+        return f"[==[{text}]==]"
+
+    lines = ['wrk.method = "POST"', f"wrk.body = {quoted(body)}"]
+    lines += [f"wrk.headers[ {quoted(name)} ] = {quoted(value)}" for name, value in (headers or {}).items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -40,7 +40,7 @@ def submit(session: Session, *, owner_id: uuid.UUID, kind: str, task_name: str, 
     """
     now = utcnow()
     if idempotency_key:
-        existing = _job_for_key(session, owner_id, idempotency_key, fingerprint, now)
+        existing = find_replay(session, owner_id, idempotency_key, fingerprint)
         if existing is not None:
             return existing, False
     job = Job(owner_id=owner_id, project_id=project_id, kind=kind, task_name=task_name, payload=payload,
@@ -56,15 +56,16 @@ def submit(session: Session, *, owner_id: uuid.UUID, kind: str, task_name: str, 
         except IntegrityError:
             # A concurrent request with the same key won the insert: answer with its job.
             session.expunge(job)
-            existing = _job_for_key(session, owner_id, idempotency_key, fingerprint, now)
+            existing = find_replay(session, owner_id, idempotency_key, fingerprint)
             if existing is None:
                 raise Conflict("a request with this Idempotency-Key is being processed; retry shortly") from None
             return existing, False
     return job, True
 
 
-def _job_for_key(session: Session, owner_id: uuid.UUID, key: str, fingerprint: str | None,
-                 now: datetime) -> Job | None:
+def find_replay(session: Session, owner_id: uuid.UUID, key: str, fingerprint: str | None) -> Job | None:
+    """The job an earlier request with this key created; 409 if that request differed; None if unseen."""
+    now = utcnow()
     record = session.scalar(select(IdempotencyKey).where(IdempotencyKey.owner_id == owner_id,
                                                          IdempotencyKey.key == key))
     if record is None:

@@ -53,6 +53,23 @@ class Settings(BaseSettings):
     stripe_timeout_seconds: float = Field(10.0, gt=0, le=80)
     stripe_max_network_retries: int = Field(2, ge=0, le=5)
     stripe_webhook_tolerance_seconds: int = Field(300, ge=1, le=3600)
+    # Unset: the API version the installed SDK is pinned to.
+    stripe_api_version: str | None = None
+    webhook_dedup_ttl_seconds: int = Field(7 * 86400, ge=3 * 86400)
+    webhook_max_attempts: int = Field(5, ge=1, le=20)
+    # How far back webhooks.sweep_missed asks Stripe for events (Stripe retries for 3 days).
+    webhook_sweep_lookback_seconds: int = Field(3 * 86400, ge=3600)
+
+    # Plans: the Stripe price of each paid plan, and every plan's monthly generation
+    # quota and concurrent-job limit.
+    plan_pro_price_id: str = "price_pro_monthly"
+    plan_team_price_id: str = "price_team_monthly"
+    plan_free_monthly_generations: int = Field(20, ge=0)
+    plan_free_concurrent_jobs: int = Field(1, ge=1)
+    plan_pro_monthly_generations: int = Field(500, ge=0)
+    plan_pro_concurrent_jobs: int = Field(3, ge=1)
+    plan_team_monthly_generations: int = Field(5000, ge=0)
+    plan_team_concurrent_jobs: int = Field(10, ge=1)
 
     frontend_url: str = "http://localhost:3000"
     trusted_proxy_hops: int = Field(0, ge=0, le=5)
@@ -108,6 +125,9 @@ class Settings(BaseSettings):
             raise ValueError("REDIS_URL must be set in production")
         if self.database_url.startswith("sqlite"):
             raise ValueError("DATABASE_URL must point at PostgreSQL in production")
+        for name in ("stripe_api_key", "stripe_webhook_secret"):
+            if not getattr(self, name).get_secret_value():
+                raise ValueError(f"{name.upper()} must be set in production")
         return self
 
     @cached_property

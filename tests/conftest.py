@@ -92,7 +92,11 @@ def make_settings(database_url: str, redis_url: str, **overrides) -> Settings:
                   # Short leases and backoff keep worker tests quick; no outbox grace so a
                   # sweep sends at once.
                   job_lease_seconds=3, job_retry_backoff_seconds=0.2, job_retry_backoff_max_seconds=2,
-                  outbox_grace_seconds=0)
+                  outbox_grace_seconds=0,
+                  # Generous plan limits, except in the tests of the limits themselves.
+                  plan_free_monthly_generations=1000, plan_free_concurrent_jobs=100,
+                  stripe_api_key="sk_test_devora", stripe_webhook_secret="whsec_test_devora",
+                  stripe_api_base="http://127.0.0.1:9", stripe_max_network_retries=0, stripe_timeout_seconds=2)
     values.update(overrides)
     return Settings(**values)
 

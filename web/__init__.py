@@ -4,7 +4,10 @@ from __future__ import annotations
 from flask_openapi3 import Info, OpenAPI
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from redis import Redis
+
 from shared.db import Database
+from shared.integrations.stripe_gateway import StripeGateway
 from shared.logging_setup import configure_logging
 from shared.projects import Limits
 from shared.security import TokenService
@@ -45,8 +48,11 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops,
                                 x_proto=settings.trusted_proxy_hops, x_host=0)
 
-    app.extensions["devora"] = AppState(settings=settings, db=Database(settings), tokens=TokenService(settings),
-                                        limits=Limits.from_settings(settings), producer=make_producer(settings))
+    app.extensions["devora"] = AppState(
+        settings=settings, db=Database(settings), tokens=TokenService(settings), limits=Limits.from_settings(settings),
+        producer=make_producer(settings), gateway=StripeGateway(settings),
+        dedup=Redis.from_url(settings.resolved_state_url, socket_timeout=settings.redis_socket_timeout,
+                             socket_connect_timeout=settings.redis_socket_timeout))
     cache.init_app(app)
     register_error_handlers(app)
     for blueprint in BLUEPRINTS:

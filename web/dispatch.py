@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
 
 from shared.jobs import mark_sent
 from shared.taskqueue import send
@@ -11,14 +14,15 @@ from web.state import state
 logger = logging.getLogger(__name__)
 
 
-def enqueue(job_id: uuid.UUID, task_name: str) -> bool:
-    """Send the job's task after its row is committed; if that fails the job waits in the outbox."""
+def enqueue(row_id: uuid.UUID, task_name: str,
+            mark_sent: Callable[[Session, uuid.UUID], None] = mark_sent) -> bool:
+    """Send the task for a committed row; if that fails the row waits in the outbox for the sweep."""
     try:
-        send(state().producer, task_name, str(job_id))
-    except Exception as error:  # noqa: BLE001 - whatever the broker failure, the accepted job must survive
-        logger.warning("broker unavailable, job %s stays queued for the outbox sweep: %s", job_id,
+        send(state().producer, task_name, str(row_id))
+    except Exception as error:  # noqa: BLE001 - whatever the broker failure, the accepted work must survive
+        logger.warning("broker unavailable, %s stays queued for the outbox sweep: %s", row_id,
                        type(error).__name__)
         return False
     with state().db.transaction() as session:
-        mark_sent(session, job_id)
+        mark_sent(session, row_id)
     return True

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import DomainError
+from shared.integrations.stripe_gateway import StripeGatewayError, StripeTransient
 
 logger = logging.getLogger(__name__)
 PROBLEM_MIME = "application/problem+json"
@@ -51,6 +52,15 @@ def register_error_handlers(app: Flask) -> None:
     def _domain(error: DomainError) -> Response:
         return problem(error.status, error.title, error.detail, slug=error.type_slug,
                        errors=error.errors, headers=error.headers, **error.extra)
+
+    @app.errorhandler(StripeGatewayError)
+    def _billing_provider(error: StripeGatewayError) -> Response:
+        # The gateway already logged the cause without secrets; the client gets no internals.
+        if isinstance(error, StripeTransient):
+            return problem(503, "Billing provider unavailable", "the billing provider did not answer; try again shortly",
+                           slug="billing-provider-unavailable", headers={"Retry-After": "5"})
+        return problem(502, "Billing provider refused the request", "the billing provider refused the request",
+                       slug="billing-provider-error")
 
     @app.errorhandler(RateLimitExceeded)
     def _rate_limited(error: RateLimitExceeded) -> Response:

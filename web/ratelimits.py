@@ -17,7 +17,8 @@ ROUTE_LIMITS: dict[str, tuple[str, Callable[[], str]]] = {
     "generation.generate_agentic": ("ratelimit_generate_agentic", rate_limit_key),
     "generation.generate_fullstack": ("ratelimit_generate_fullstack", rate_limit_key),
 }
-_UNLIMITED_BLUEPRINTS = frozenset({"openapi", "swagger", "redoc", "health"})
+# Stripe's deliveries are authenticated by signature, and a burst must not be refused.
+_UNLIMITED_BLUEPRINTS = frozenset({"openapi", "swagger", "redoc", "health", "webhooks"})
 
 
 def _unlimited() -> bool:

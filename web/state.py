@@ -7,9 +7,11 @@ from celery import Celery
 
 from flask import current_app, g
 from flask_limiter import Limiter
+from redis import Redis
 from sqlalchemy.orm import Session
 
 from shared.db import Database
+from shared.integrations.stripe_gateway import StripeGateway
 from shared.projects import Limits
 from shared.security import TokenService
 from shared.settings import Settings
@@ -22,6 +24,9 @@ class AppState:
     tokens: TokenService
     limits: Limits
     producer: Celery
+    gateway: StripeGateway
+    # Our own short-lived markers (webhook dedup); lazy, no connection until used.
+    dedup: Redis
     limiter: Limiter | None = None
 
 

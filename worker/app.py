@@ -7,7 +7,8 @@ from beat_schedule import BEAT_SCHEDULE
 from shared.settings import Settings, load_settings
 from shared.taskqueue import celery_config
 
-TASK_MODULES = ["worker.tasks.generation", "worker.tasks.maintenance"]
+TASK_MODULES = ["worker.tasks.billing", "worker.tasks.generation", "worker.tasks.maintenance",
+                "worker.tasks.webhooks"]
 
 
 def create_celery(settings: Settings | None = None) -> Celery:

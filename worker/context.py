@@ -5,9 +5,11 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from shared.db import Database
+from shared.integrations.stripe_gateway import StripeGateway
 from shared.settings import Settings
 
 _databases: dict[int, Database] = {}
+_gateways: dict[int, StripeGateway] = {}
 
 
 def settings_of(app: Celery) -> Settings:
@@ -20,6 +22,14 @@ def database_of(app: Celery) -> Database:
     if db is None:
         db = _databases[id(app)] = Database(settings_of(app))
     return db
+
+
+def gateway_of(app: Celery) -> StripeGateway:
+    """The app's Stripe client (it holds no connection until used)."""
+    gateway = _gateways.get(id(app))
+    if gateway is None:
+        gateway = _gateways[id(app)] = StripeGateway(settings_of(app))
+    return gateway
 
 
 @worker_process_init.connect

@@ -52,17 +52,17 @@ class JobContext:
     payload: dict[str, Any]
     attempt: int
     settings: Settings
-    _db: Database = field(repr=False)
+    db: Database = field(repr=False)
     _claim: jobs.Claim = field(repr=False)
 
     def progress(self, percent: int, stage: str) -> None:
-        with self._db.transaction() as session:
+        with self.db.transaction() as session:
             state = jobs.heartbeat(session, self._claim, self.settings.job_lease_seconds, percent, stage)
         if state is None:
             raise ClaimLost(str(self.job_id))
 
     def cancel_requested(self) -> bool:
-        with self._db.transaction() as session:
+        with self.db.transaction() as session:
             return session.scalar(select(Job.cancel_requested_at).where(Job.id == self.job_id)) is not None
 
 
@@ -77,7 +77,7 @@ class _Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self._stopped.wait(self._lease / 3):
             try:
-                with self._db.transaction() as session:
+                with self.db.transaction() as session:
                     jobs.heartbeat(session, self._claim, self._lease)
             except Exception:  # noqa: BLE001 - a missed beat only shortens the lease; the next may succeed
                 logger.warning("could not renew the lease of job %s", self._claim.job_id, exc_info=True)

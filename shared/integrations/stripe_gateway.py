@@ -75,6 +75,7 @@ class StripeGateway:
         self._client = stripe.StripeClient(
             settings.stripe_api_key.get_secret_value(),
             base_addresses=base_addresses,
+            stripe_version=settings.stripe_api_version,
             max_network_retries=self._max_network_retries,
             http_client=stripe.RequestsClient(timeout=self._timeout),
         )

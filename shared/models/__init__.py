@@ -1,7 +1,9 @@
 """SQLAlchemy models; importing this package registers every table on `Base.metadata`."""
 from shared.models.base import Base
+from shared.models.billing import BillingAccount, Invoice, WebhookEvent
 from shared.models.jobs import IdempotencyKey, Job
 from shared.models.projects import Project, ProjectFile
 from shared.models.users import RefreshToken, User
 
-__all__ = ["Base", "IdempotencyKey", "Job", "Project", "ProjectFile", "RefreshToken", "User"]
+__all__ = ["Base", "BillingAccount", "IdempotencyKey", "Invoice", "Job", "Project", "ProjectFile", "RefreshToken",
+           "User", "WebhookEvent"]

@@ -187,6 +187,9 @@ class StripeStub:
             return self._lookup(self.customers, parts[2], "customer")
         if method == "GET" and parts[:2] == ["v1", "prices"] and len(parts) == 3:
             return self._lookup(self.prices, parts[2], "price")
+        if method == "GET" and path in ("/v1/subscriptions", "/v1/invoices"):
+            # No subscriptions or invoices live here; localstripe covers those.
+            return 200, {"object": "list", "data": [], "has_more": False, "url": path}
         if method == "POST" and path == "/v1/checkout/sessions":
             return self._create_checkout_session(form)
         if method == "POST" and path == "/v1/billing_portal/sessions":

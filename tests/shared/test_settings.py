@@ -31,7 +31,8 @@ def test_dotenv_is_read(tmp_path, monkeypatch):
 
 
 PRODUCTION = dict(_env_file=None, devora_env="production", secret_key="s" * 40,
-                  redis_url="redis://redis:6379/0", database_url="postgresql://db/devora")
+                  redis_url="redis://redis:6379/0", database_url="postgresql://db/devora",
+                  stripe_api_key="sk_live_x", stripe_webhook_secret="whsec_x")
 
 
 def test_production_accepts_a_complete_configuration():
@@ -43,6 +44,8 @@ def test_production_accepts_a_complete_configuration():
     ({"secret_key": "short"}, "SECRET_KEY"),
     ({"redis_url": None}, "REDIS_URL"),
     ({"database_url": "sqlite:///x.db"}, "DATABASE_URL"),
+    ({"stripe_api_key": ""}, "STRIPE_API_KEY"),
+    ({"stripe_webhook_secret": ""}, "STRIPE_WEBHOOK_SECRET"),
 ])
 def test_production_refuses_to_start_naming_the_variable(override, variable):
     with pytest.raises(ValidationError) as error:

@@ -20,9 +20,12 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @pytest.fixture
-def settings_overrides():
-    # Limits would turn most generated requests into 429s and hide the behaviour under test.
-    return {"ratelimit_enabled": False}
+def settings_overrides(stripe_stub):
+    # Limits would turn most generated requests into 429s and hide the behaviour under test;
+    # billing talks to the Stripe stub, which knows the plans' prices.
+    stripe_stub.add_price("price_pro_monthly")
+    stripe_stub.add_price("price_team_monthly")
+    return {"ratelimit_enabled": False, "stripe_api_base": stripe_stub.url}
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])

@@ -1,4 +1,4 @@
 """Every blueprint the app registers, in one list."""
-from web.blueprints import auth, generation, health, jobs, projects
+from web.blueprints import auth, billing, generation, health, jobs, projects, webhooks
 
-BLUEPRINTS = [health.bp, auth.bp, projects.bp, generation.bp, jobs.bp]
+BLUEPRINTS = [health.bp, auth.bp, projects.bp, generation.bp, jobs.bp, billing.bp, webhooks.bp]

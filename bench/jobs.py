@@ -1,0 +1,364 @@
+"""Job-pipeline benchmark: the service and its worker beside the bare anchors, same Redis, same run.
+
+    python bench/jobs.py [--seconds 10] [--rounds 2] [--rate 5] [--jobs 40] [--database-url URL]
+
+Prints each figure beside the anchor's figure from the same run and the ratio service/anchor:
+  a. submissions/s: wrk POST /api/v2/generate/fullstack vs the anchor's POST /enqueue
+  b. polls/s: GET /api/v2/jobs/<id> answered 200, and answered 304 (If-None-Match), vs the anchor's GET /hello
+  c. queue latency p50/p99, created -> started, at --rate submissions/s for --seconds, vs bare Celery's
+     send -> done of a no-op sent at the same pace
+  d. jobs/s end to end for --jobs jobs of the smallest valid spec vs bare Celery's no-op tasks/s
+(a) runs last, with no worker up, so the thousands of jobs it leaves queued never reach (c) or (d).
+A --database-url names a PostgreSQL database that must not exist yet: it is created and dropped here.
+Needs wrk on PATH and ../shared/anchors (or ANCHORS_DIR).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import (  # noqa: E402
+    ANCHORS, BIN, ROOT, celery_worker, embedded_redis, free_port, gunicorn, post_script, running, serve, wrk,
+)
+
+if TYPE_CHECKING:
+    from shared.db import Database
+    from shared.settings import Settings
+
+SPEC = {"app_name": "notes", "entities": [{"name": "Note", "fields": [{"name": "title", "type": "string"}]}]}
+QUEUES = ("generation", "billing", "webhooks", "default")
+UNLIMITED = "10000000 per minute"
+# Plan quotas high enough that the bench's one free-plan user is never refused (extra settings are ignored).
+PLAN_LIMITS = {"PLAN_FREE_MONTHLY_GENERATIONS": "1000000000", "PLAN_FREE_CONCURRENT_JOBS": "1000000000"}
+ANCHOR_TASKS = 2000  # bare Celery end-to-end run: long enough (~3 s) to dwarf its start-up
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the result table."""
+
+    figure: str
+    service: float
+    anchor: float
+    anchor_figure: str
+
+
+@dataclass(frozen=True)
+class Service:
+    """How to reach the running service as the seeded user."""
+
+    url: str
+    token: str
+    project_id: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def body(self) -> dict[str, Any]:
+        return {"project_id": self.project_id, "spec": SPEC}
+
+
+@contextmanager
+def fresh_database(url: str | None, tmp: str) -> Iterator[str]:
+    """A SQLite file in `tmp`, or the PostgreSQL database `url` created for the run and dropped after it."""
+    if url is None:
+        yield f"sqlite:///{tmp}/bench.db"
+        return
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(url)
+    name = sql.Identifier(parts.path.strip("/"))
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    # CREATE fails when the database exists, so an existing database is never dropped below.
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    try:
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(name))
+
+
+def settings_for(database_url: str, redis_url: str, secret: str) -> Settings:
+    """The service's settings as the bench process needs them (no `.env`)."""
+    from shared.settings import Settings
+
+    return Settings(database_url=database_url, redis_url=redis_url, secret_key=secret, _env_file=None)
+
+
+def seed(settings: Settings) -> tuple[str, str]:
+    """Migrate, create a user with one project; return a bearer token and the project id."""
+    from cli import upgrade_database
+    from shared import accounts, projects
+    from shared.db import Database
+    from shared.security import TokenService
+
+    os.environ["DATABASE_URL"] = settings.database_url
+    upgrade_database()
+    db = Database(settings)
+    with db.transaction() as session:
+        user = accounts.register(session, "bench@example.com", "Bench-pass-1", "Bench")
+        project = projects.create_project(session, user.id, "jobs-bench", "benchmark project")
+        token = TokenService(settings).issue(user.id, user.role)
+        project_id = str(project.id)
+    db.engine.dispose()
+    return token, project_id
+
+
+def submit(http: requests.Session, service: Service) -> dict[str, Any]:
+    """Submit one fullstack generation job; return the job as answered."""
+    response = http.post(f"{service.url}/api/v2/generate/fullstack", json=service.body(), headers=service.headers,
+                         timeout=30)
+    if response.status_code != 202:
+        raise RuntimeError(f"submission answered {response.status_code}: {response.text[:500]}")
+    return response.json()
+
+
+def paced(rate: float, count: int, send: Callable[[], None]) -> float:
+    """Call `send` `count` times at `rate` per second; return the rate achieved."""
+    start = time.perf_counter()
+    for i in range(count):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        send()
+    elapsed = time.perf_counter() - start
+    return (count - 1) / elapsed if count > 1 and elapsed > 0 else rate
+
+
+def percentile(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def job_rows(db: Database, ids: list[str], timeout: float = 600) -> list[Any]:
+    """Wait until every job in `ids` has finished; return their rows, or fail naming the failures."""
+    from sqlalchemy import select
+
+    from shared.models import Job
+    from shared.models.jobs import FINISHED_STATES
+
+    wanted = [uuid.UUID(i) for i in ids]
+    deadline = time.monotonic() + timeout
+    while True:
+        with db.sessions() as session:
+            rows = session.execute(select(Job.status, Job.created_at, Job.sent_at, Job.started_at, Job.finished_at,
+                                          Job.error_type, Job.error_message).where(Job.id.in_(wanted))).all()
+        if len(rows) == len(wanted) and all(row.status in FINISHED_STATES for row in rows):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"jobs still unfinished after {timeout:.0f} s")
+        time.sleep(0.1)
+    failed = [row for row in rows if row.status != "succeeded"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(rows)} jobs did not succeed, e.g. "
+                           f"{failed[0].status}: {failed[0].error_type}: {failed[0].error_message}")
+    return rows
+
+
+def seconds(later: datetime, earlier: datetime) -> float:
+    return (later - earlier).total_seconds()
+
+
+def measure_polling(service: Service, anchor_url: str, args: argparse.Namespace) -> list[Row]:
+    """(b) wrk GET of a queued job, answered 200 and answered 304, each round beside the anchor's /hello."""
+    with requests.Session() as http:
+        job = submit(http, service)
+        job_url = f"{service.url}/api/v2/jobs/{job['id']}"
+        first = http.get(job_url, headers=service.headers, timeout=10)
+        etag = first.headers["ETag"]
+        again = http.get(job_url, headers={**service.headers, "If-None-Match": etag}, timeout=10)
+    if (first.status_code, again.status_code) != (200, 304):
+        raise RuntimeError(f"polling answered {first.status_code} then {again.status_code}, expected 200 then 304")
+    conditional = {**service.headers, "If-None-Match": etag}
+    hello = f"{anchor_url}/hello"
+    wrk(job_url, seconds=1, headers=service.headers)
+    wrk(job_url, seconds=1, headers=conditional)
+    wrk(hello, seconds=1)
+    full, not_modified, anchor = [], [], []
+    for _ in range(args.rounds):
+        # The anchor runs between the two service figures so drift affects both alike.
+        full.append(wrk(job_url, seconds=args.seconds, headers=service.headers))
+        anchor.append(wrk(hello, seconds=args.seconds))
+        not_modified.append(wrk(job_url, seconds=args.seconds, headers=conditional))
+    return [Row("(b) poll job, 200 with body, req/s", statistics.median(full), statistics.median(anchor),
+                "GET /hello"),
+            Row("(b) poll job, 304 (If-None-Match), req/s", statistics.median(not_modified),
+                statistics.median(anchor), "GET /hello")]
+
+
+def measure_submission(service: Service, anchor_url: str, args: argparse.Namespace, tmp: Path) -> Row:
+    """(a) wrk POST of a generation job vs the anchor's POST /enqueue; nothing consumes the queues."""
+    ours = post_script(tmp / "submit.lua", json.dumps(service.body()),
+                       {**service.headers, "Content-Type": "application/json"})
+    theirs = post_script(tmp / "enqueue.lua")
+    submit_url, enqueue_url = f"{service.url}/api/v2/generate/fullstack", f"{anchor_url}/enqueue"
+    wrk(submit_url, seconds=1, script=ours)
+    wrk(enqueue_url, seconds=1, script=theirs)
+    runs = [(wrk(submit_url, seconds=args.seconds, script=ours), wrk(enqueue_url, seconds=args.seconds, script=theirs))
+            for _ in range(args.rounds)]
+    return Row("(a) submit job, req/s", statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs),
+               "POST /enqueue")
+
+
+def pipeline_alone() -> tuple[float, float]:
+    """Seconds for one generation pipeline run in this process, and the validation subprocess's part of it."""
+    from shared.generator import run_pipeline
+
+    run_pipeline(SPEC, "fullstack")  # the first run pays for imports
+    start = time.perf_counter()
+    result = run_pipeline(SPEC, "fullstack")
+    return time.perf_counter() - start, result.report.duration_seconds
+
+
+def measure_service_worker(service: Service, settings: Settings, env: dict[str, str],
+                           args: argparse.Namespace) -> tuple[list[float], float, list[str]]:
+    """(c) and (d) for the service with its worker up: latencies (s), jobs/s, and where the time went."""
+    from shared.db import Database
+    from shared.taskqueue import make_producer
+
+    producer = make_producer(settings)
+    db = Database(settings)
+    notes: list[str] = []
+    try:
+        with running(celery_worker("worker", QUEUES), env, ROOT, lambda: bool(producer.control.ping(timeout=0.5))), \
+                requests.Session() as http:
+            # Warm both worker processes; this also drains the job polled in (b).
+            for _ in range(2):
+                submit(http, service)
+            job_rows(db, pending_ids(db))
+
+            ids: list[str] = []
+            achieved = paced(args.rate, round(args.rate * args.seconds),
+                             lambda: ids.append(submit(http, service)["id"]))
+            rows = job_rows(db, ids)
+            latencies = [seconds(row.started_at, row.created_at) for row in rows]
+            notes.append(
+                f"(c) service at {achieved:.1f}/s: created->sent (web: commit, broker send) median "
+                f"{statistics.median(seconds(r.sent_at, r.created_at) for r in rows) * 1000:.0f} ms; "
+                f"sent->started (broker, free worker process, claim) median "
+                f"{statistics.median(seconds(r.started_at, r.sent_at) for r in rows) * 1000:.0f} ms; "
+                f"run median {statistics.median(seconds(r.finished_at, r.started_at) for r in rows):.2f} s")
+
+            start = datetime.now(UTC)
+            ids = [submit(http, service)["id"] for _ in range(args.jobs)]
+            rows = job_rows(db, ids)
+            elapsed = seconds(max(row.finished_at for row in rows), start)
+            busy = sum(seconds(row.finished_at, row.started_at) for row in rows)
+            notes.append(
+                f"(d) service, {args.jobs} jobs in {elapsed:.1f} s: run median "
+                f"{statistics.median(seconds(r.finished_at, r.started_at) for r in rows):.2f} s per job, "
+                f"queue wait median {statistics.median(seconds(r.started_at, r.created_at) for r in rows):.1f} s; "
+                f"the 2 worker processes were running jobs {busy / (2 * elapsed):.0%} of the time")
+    finally:
+        db.engine.dispose()
+    return latencies, args.jobs / elapsed, notes
+
+
+def pending_ids(db: Database) -> list[str]:
+    """Ids of jobs not yet finished (the one polled in (b))."""
+    from sqlalchemy import select
+
+    from shared.models import Job
+    from shared.models.jobs import FINISHED_STATES
+
+    with db.sessions() as session:
+        return [str(i) for i in session.scalars(select(Job.id).where(Job.status.not_in(tuple(FINISHED_STATES))))]
+
+
+def measure_anchor_worker(anchor_env: dict[str, str], args: argparse.Namespace) -> tuple[list[float], float]:
+    """(c) and (d) for bare Celery: send -> done latencies (s) of a paced no-op, and end-to-end tasks/s."""
+    os.environ.update(anchor_env)  # bare_celery reads its broker URL at import
+    sys.path.insert(0, str(ANCHORS))
+    bare = importlib.import_module("bare_celery")
+    with running(celery_worker("bare_celery"), anchor_env, ANCHORS, lambda: bool(bare.app.control.ping(timeout=0.5))):
+        for result in [bare.noop.delay(-1) for _ in range(20)]:  # warm both worker processes
+            result.get(timeout=30)
+
+        sent: list[tuple[datetime, Any]] = []
+        paced(args.rate, round(args.rate * args.seconds),
+              lambda: sent.append((datetime.now(UTC), bare.noop.delay(len(sent)))))
+        latencies = []
+        for at, result in sent:
+            result.get(timeout=60)
+            done = result.date_done
+            latencies.append(seconds(done if done.tzinfo else done.replace(tzinfo=UTC), at))
+
+        output = subprocess.run([str(BIN / "python"), "bare_celery.py", str(ANCHOR_TASKS)], cwd=ANCHORS,
+                                env={**os.environ, **anchor_env}, capture_output=True, text=True, check=True).stdout
+    return latencies, float(re.search(r"end-to-end (\d+)/s", output).group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10, help="each wrk run, and the paced submissions of (c)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=5.0, help="submissions per second in (c)")
+    parser.add_argument("--jobs", type=int, default=40, help="jobs submitted at once in (d)")
+    parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    args = parser.parse_args()
+
+    secret = secrets.token_urlsafe(48)
+    with tempfile.TemporaryDirectory() as tmp, embedded_redis() as redis_url, \
+            fresh_database(args.database_url, tmp) as database_url:
+        settings = settings_for(database_url, f"{redis_url}/0", secret)
+        token, project_id = seed(settings)
+        app_port, anchor_port = free_port(), free_port()
+        env = {"REDIS_URL": f"{redis_url}/0", "DATABASE_URL": database_url, "DEVORA_ENV": "development",
+               "SECRET_KEY": secret, "RATELIMIT_DEFAULT": UNLIMITED, "RATELIMIT_GENERATE_FULLSTACK": UNLIMITED,
+               "RATELIMIT_GENERATE_AGENTIC": UNLIMITED, "LOG_LEVEL": "WARNING", **PLAN_LIMITS}
+        anchor_env = {"ANCHOR_REDIS_URL": f"{redis_url}/14"}
+        service = Service(f"http://127.0.0.1:{app_port}", token, project_id)
+        anchor_url = f"http://127.0.0.1:{anchor_port}"
+        with serve(gunicorn("web:create_app()", app_port), env, ROOT, f"{service.url}/healthz"), \
+                serve(gunicorn("bare_web:app", anchor_port), anchor_env, ANCHORS, f"{anchor_url}/hello"):
+            polling = measure_polling(service, anchor_url, args)
+            alone, validation = pipeline_alone()
+            latencies, jobs_per_second, notes = measure_service_worker(service, settings, env, args)
+            anchor_latencies, anchor_per_second = measure_anchor_worker(anchor_env, args)
+            submission = measure_submission(service, anchor_url, args, Path(tmp))
+
+    ms = 1000
+    rows = [submission, *polling,
+            Row(f"(c) queue latency p50 at {args.rate:g}/s, ms", statistics.median(latencies) * ms,
+                statistics.median(anchor_latencies) * ms, "bare.noop send->done"),
+            Row(f"(c) queue latency p99 at {args.rate:g}/s, ms", percentile(latencies, 99) * ms,
+                percentile(anchor_latencies, 99) * ms, "bare.noop send->done"),
+            Row(f"(d) end to end, jobs/s ({args.jobs} jobs)", jobs_per_second, anchor_per_second,
+                f"bare.noop tasks/s ({ANCHOR_TASKS})")]
+    print(f"{'figure':42} {'service':>9} {'anchor':>9} {'ratio':>7}  anchor figure")
+    for row in rows:
+        print(f"{row.figure:42} {row.service:9.1f} {row.anchor:9.1f} {row.service / row.anchor:7.3g}  "
+              f"{row.anchor_figure}")
+    print("ratio = service/anchor: higher is better for req/s and jobs/s, lower is better for latency.")
+    print("The anchor's no-op finishes right after it starts, so its date_done - send time is its queue latency.")
+    for note in notes:
+        print(note)
+    print(f"one pipeline run alone in this process: {alone:.2f} s, of which the validation subprocess "
+          f"(the generated project's tests) {validation:.2f} s; (d) is bound by this work, not by Celery.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The Stripe webhook endpoint: verification before storage, dedup, and the outbox."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from shared.models import WebhookEvent
+from tests.peers.stripe_events import event, invoice, sign
+
+SECRET = "whsec_test_devora"
+URL = "/api/v2/webhooks/stripe"
+
+
+def stored(db) -> int:
+    with db.transaction() as session:
+        return session.scalar(select(func.count()).select_from(WebhookEvent))
+
+
+def post(client, payload: bytes, header: str | None):
+    headers = {"Content-Type": "application/json"}
+    if header is not None:
+        headers["Stripe-Signature"] = header
+    return client.post(URL, data=payload, headers=headers)
+
+
+def test_a_verified_event_is_stored_raw_and_acknowledged(client, db):
+    payload = event("invoice.paid", invoice("in_1", "cus_unknown"))
+    response = post(client, payload, sign(payload, SECRET))
+    assert response.status_code == 200
+    assert response.get_json() == {"received": True, "duplicate": False}
+    with db.transaction() as session:
+        row = session.scalars(select(WebhookEvent)).one()
+        assert row.payload.encode() == payload and row.type == "invoice.paid" and row.status == "received"
+        assert row.sent_at is not None, "handed to the broker"
+
+
+@pytest.mark.parametrize("shape", ["missing signature", "wrong secret", "tampered body", "stale timestamp",
+                                   "future garbage header", "malformed body", "not an event"])
+def test_every_bad_webhook_is_a_400_and_nothing_is_stored(client, db, shape):
+    payload = event("invoice.paid", invoice("in_2", "cus_x"))
+    header = sign(payload, SECRET)
+    if shape == "missing signature":
+        header = None
+    elif shape == "wrong secret":
+        header = sign(payload, "whsec_someone_else")
+    elif shape == "tampered body":
+        payload = payload.replace(b'"total": 1900', b'"total": 1')
+    elif shape == "stale timestamp":
+        header = sign(payload, SECRET, timestamp=int(time.time()) - 301)
+    elif shape == "future garbage header":
+        header = "t=abc,v1=zzz"
+    elif shape == "malformed body":
+        payload = b'{"id": "evt_1", "type": '
+        header = sign(payload, SECRET)
+    elif shape == "not an event":
+        payload = json.dumps([1, 2, 3]).encode()
+        header = sign(payload, SECRET)
+    response = post(client, payload, header)
+    assert response.status_code == 400, shape
+    assert response.content_type == "application/problem+json"
+    assert SECRET not in response.get_data(as_text=True)
+    assert stored(db) == 0
+
+
+def test_a_duplicate_is_acknowledged_and_not_stored_twice(client, db, app):
+    payload = event("invoice.paid", invoice("in_3", "cus_x"))
+    first = post(client, payload, sign(payload, SECRET))
+    second = post(client, payload, sign(payload, SECRET))
+    assert first.get_json()["duplicate"] is False and second.get_json()["duplicate"] is True
+    assert stored(db) == 1
+    event_id = json.loads(payload)["id"]
+    dedup = app.extensions["devora"].dedup
+    assert 6 * 86400 < dedup.ttl(f"devora:webhook:{event_id}") <= 7 * 86400, "marked for 7 days"
+
+
+def test_the_database_catches_a_duplicate_the_marker_missed(client, db, app):
+    payload = event("invoice.paid", invoice("in_4", "cus_x"))
+    post(client, payload, sign(payload, SECRET))
+    app.extensions["devora"].dedup.delete(f"devora:webhook:{json.loads(payload)['id']}")
+    again = post(client, payload, sign(payload, SECRET))
+    assert again.status_code == 200 and again.get_json()["duplicate"] is True
+    assert stored(db) == 1
