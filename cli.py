@@ -38,6 +38,35 @@ def upgrade_database(revision: str = "head") -> None:
     command.upgrade(Config(str(PROJECT_ROOT / "alembic.ini")), revision)
 
 
+@main.group()
+def webhooks() -> None:
+    """Stripe webhook events."""
+
+
+@webhooks.command("replay")
+@click.argument("event")
+def webhooks_replay(event: str) -> None:
+    """Process a stored event again (EVENT: our id or Stripe's evt_... id)."""
+    from shared import webhooks as events
+    from shared.db import Database
+    from shared.taskqueue import make_producer, send
+
+    from shared.errors import DomainError
+
+    settings = load_settings()
+    db = Database(settings)
+    try:
+        with db.transaction() as session:
+            row = events.reset_for_replay(session, event)
+            row_id, stripe_id = row.id, row.stripe_event_id
+    except DomainError as error:
+        raise click.ClickException(error.detail) from None
+    send(make_producer(settings), "webhooks.process_stripe_event", str(row_id))
+    with db.transaction() as session:
+        events.mark_sent(session, row_id)
+    click.echo(f"replaying {stripe_id} ({row_id})")
+
+
 @main.command()
 def run() -> None:
     """Everything on this machine: web, worker, beat and Flower (embedded Redis when REDIS_URL is unset)."""

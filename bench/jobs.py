@@ -74,9 +74,11 @@ class Service:
 
     @property
     def headers(self) -> dict[str, str]:
+        """The bearer token header."""
         return {"Authorization": f"Bearer {self.token}"}
 
     def body(self) -> dict[str, Any]:
+        """A generation request for the smallest valid spec."""
         return {"project_id": self.project_id, "spec": SPEC}
 
 
@@ -150,6 +152,7 @@ def paced(rate: float, count: int, send: Callable[[], None]) -> float:
 
 
 def percentile(values: list[float], q: int) -> float:
+    """The q-th percentile, interpolated between samples."""
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
@@ -178,7 +181,8 @@ def job_rows(db: Database, ids: list[str], timeout: float = 600) -> list[Any]:
     return rows
 
 
-def seconds(later: datetime, earlier: datetime) -> float:
+def span(later: datetime, earlier: datetime) -> float:
+    """Seconds from `earlier` to `later`."""
     return (later - earlier).total_seconds()
 
 
@@ -209,7 +213,8 @@ def measure_polling(service: Service, anchor_url: str, args: argparse.Namespace)
                 statistics.median(anchor), "GET /hello")]
 
 
-def measure_submission(service: Service, anchor_url: str, args: argparse.Namespace, tmp: Path) -> Row:
+def measure_submission(service: Service, anchor_url: str, args: argparse.Namespace, tmp: Path,
+                       db: Database) -> tuple[Row, str]:
     """(a) wrk POST of a generation job vs the anchor's POST /enqueue; nothing consumes the queues."""
     ours = post_script(tmp / "submit.lua", json.dumps(service.body()),
                        {**service.headers, "Content-Type": "application/json"})
@@ -219,8 +224,11 @@ def measure_submission(service: Service, anchor_url: str, args: argparse.Namespa
     wrk(enqueue_url, seconds=1, script=theirs)
     runs = [(wrk(submit_url, seconds=args.seconds, script=ours), wrk(enqueue_url, seconds=args.seconds, script=theirs))
             for _ in range(args.rounds)]
+    # Shown per round because the service's figure may depend on how many jobs the user already has.
+    note = (f"(a) by round, service {', '.join(f'{r[0]:.0f}' for r in runs)} req/s, anchor "
+            f"{', '.join(f'{r[1]:.0f}' for r in runs)} req/s; the user had {len(pending_ids(db))} queued jobs at the end")
     return Row("(a) submit job, req/s", statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs),
-               "POST /enqueue")
+               "POST /enqueue"), note
 
 
 def pipeline_alone() -> tuple[float, float]:
@@ -233,47 +241,42 @@ def pipeline_alone() -> tuple[float, float]:
     return time.perf_counter() - start, result.report.duration_seconds
 
 
-def measure_service_worker(service: Service, settings: Settings, env: dict[str, str],
+def measure_service_worker(service: Service, settings: Settings, db: Database, env: dict[str, str],
                            args: argparse.Namespace) -> tuple[list[float], float, list[str]]:
     """(c) and (d) for the service with its worker up: latencies (s), jobs/s, and where the time went."""
-    from shared.db import Database
     from shared.taskqueue import make_producer
 
     producer = make_producer(settings)
-    db = Database(settings)
     notes: list[str] = []
-    try:
-        with running(celery_worker("worker", QUEUES), env, ROOT, lambda: bool(producer.control.ping(timeout=0.5))), \
-                requests.Session() as http:
-            # Warm both worker processes; this also drains the job polled in (b).
-            for _ in range(2):
-                submit(http, service)
-            job_rows(db, pending_ids(db))
+    with running(celery_worker("worker", QUEUES), env, ROOT, lambda: bool(producer.control.ping(timeout=0.5))), \
+            requests.Session() as http:
+        # Warm both worker processes; this also drains the job polled in (b).
+        for _ in range(2):
+            submit(http, service)
+        job_rows(db, pending_ids(db))
 
-            ids: list[str] = []
-            achieved = paced(args.rate, round(args.rate * args.seconds),
-                             lambda: ids.append(submit(http, service)["id"]))
-            rows = job_rows(db, ids)
-            latencies = [seconds(row.started_at, row.created_at) for row in rows]
-            notes.append(
-                f"(c) service at {achieved:.1f}/s: created->sent (web: commit, broker send) median "
-                f"{statistics.median(seconds(r.sent_at, r.created_at) for r in rows) * 1000:.0f} ms; "
-                f"sent->started (broker, free worker process, claim) median "
-                f"{statistics.median(seconds(r.started_at, r.sent_at) for r in rows) * 1000:.0f} ms; "
-                f"run median {statistics.median(seconds(r.finished_at, r.started_at) for r in rows):.2f} s")
+        ids: list[str] = []
+        achieved = paced(args.rate, round(args.rate * args.seconds),
+                         lambda: ids.append(submit(http, service)["id"]))
+        rows = job_rows(db, ids)
+        latencies = [span(row.started_at, row.created_at) for row in rows]
+        notes.append(
+            f"(c) service at {achieved:.1f}/s: created->sent (web: commit, broker send) median "
+            f"{statistics.median(span(r.sent_at, r.created_at) for r in rows) * 1000:.0f} ms; "
+            f"sent->started (broker, free worker process, claim) median "
+            f"{statistics.median(span(r.started_at, r.sent_at) for r in rows) * 1000:.0f} ms; "
+            f"run median {statistics.median(span(r.finished_at, r.started_at) for r in rows):.2f} s")
 
-            start = datetime.now(UTC)
-            ids = [submit(http, service)["id"] for _ in range(args.jobs)]
-            rows = job_rows(db, ids)
-            elapsed = seconds(max(row.finished_at for row in rows), start)
-            busy = sum(seconds(row.finished_at, row.started_at) for row in rows)
-            notes.append(
-                f"(d) service, {args.jobs} jobs in {elapsed:.1f} s: run median "
-                f"{statistics.median(seconds(r.finished_at, r.started_at) for r in rows):.2f} s per job, "
-                f"queue wait median {statistics.median(seconds(r.started_at, r.created_at) for r in rows):.1f} s; "
-                f"the 2 worker processes were running jobs {busy / (2 * elapsed):.0%} of the time")
-    finally:
-        db.engine.dispose()
+        start = datetime.now(UTC)
+        ids = [submit(http, service)["id"] for _ in range(args.jobs)]
+        rows = job_rows(db, ids)
+        elapsed = span(max(row.finished_at for row in rows), start)
+        busy = sum(span(row.finished_at, row.started_at) for row in rows)
+        notes.append(
+            f"(d) service, {args.jobs} jobs in {elapsed:.1f} s: run median "
+            f"{statistics.median(span(r.finished_at, r.started_at) for r in rows):.2f} s per job, "
+            f"queue wait median {statistics.median(span(r.started_at, r.created_at) for r in rows):.1f} s; "
+            f"the 2 worker processes were running jobs {busy / (2 * elapsed):.0%} of the time")
     return latencies, args.jobs / elapsed, notes
 
 
@@ -304,7 +307,7 @@ def measure_anchor_worker(anchor_env: dict[str, str], args: argparse.Namespace) 
         for at, result in sent:
             result.get(timeout=60)
             done = result.date_done
-            latencies.append(seconds(done if done.tzinfo else done.replace(tzinfo=UTC), at))
+            latencies.append(span(done if done.tzinfo else done.replace(tzinfo=UTC), at))
 
         output = subprocess.run([str(BIN / "python"), "bare_celery.py", str(ANCHOR_TASKS)], cwd=ANCHORS,
                                 env={**os.environ, **anchor_env}, capture_output=True, text=True, check=True).stdout
@@ -320,6 +323,8 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
     args = parser.parse_args()
 
+    from shared.db import Database
+
     secret = secrets.token_urlsafe(48)
     with tempfile.TemporaryDirectory() as tmp, embedded_redis() as redis_url, \
             fresh_database(args.database_url, tmp) as database_url:
@@ -332,13 +337,17 @@ def main() -> None:
         anchor_env = {"ANCHOR_REDIS_URL": f"{redis_url}/14"}
         service = Service(f"http://127.0.0.1:{app_port}", token, project_id)
         anchor_url = f"http://127.0.0.1:{anchor_port}"
-        with serve(gunicorn("web:create_app()", app_port), env, ROOT, f"{service.url}/healthz"), \
-                serve(gunicorn("bare_web:app", anchor_port), anchor_env, ANCHORS, f"{anchor_url}/hello"):
-            polling = measure_polling(service, anchor_url, args)
-            alone, validation = pipeline_alone()
-            latencies, jobs_per_second, notes = measure_service_worker(service, settings, env, args)
-            anchor_latencies, anchor_per_second = measure_anchor_worker(anchor_env, args)
-            submission = measure_submission(service, anchor_url, args, Path(tmp))
+        db = Database(settings)
+        try:
+            with serve(gunicorn("web:create_app()", app_port), env, ROOT, f"{service.url}/healthz"), \
+                    serve(gunicorn("bare_web:app", anchor_port), anchor_env, ANCHORS, f"{anchor_url}/hello"):
+                polling = measure_polling(service, anchor_url, args)
+                alone, validation = pipeline_alone()
+                latencies, jobs_per_second, notes = measure_service_worker(service, settings, db, env, args)
+                anchor_latencies, anchor_per_second = measure_anchor_worker(anchor_env, args)
+                submission, submission_note = measure_submission(service, anchor_url, args, Path(tmp), db)
+        finally:
+            db.engine.dispose()
 
     ms = 1000
     rows = [submission, *polling,
@@ -354,10 +363,10 @@ def main() -> None:
               f"{row.anchor_figure}")
     print("ratio = service/anchor: higher is better for req/s and jobs/s, lower is better for latency.")
     print("The anchor's no-op finishes right after it starts, so its date_done - send time is its queue latency.")
-    for note in notes:
+    for note in [submission_note, *notes]:
         print(note)
-    print(f"one pipeline run alone in this process: {alone:.2f} s, of which the validation subprocess "
-          f"(the generated project's tests) {validation:.2f} s; (d) is bound by this work, not by Celery.")
+    print(f"one pipeline run alone in the bench process (no jobs running): {alone:.2f} s, of which the validation "
+          f"subprocess (the generated project's tests) {validation:.2f} s")
 
 
 if __name__ == "__main__":

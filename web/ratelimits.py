@@ -26,18 +26,17 @@ def _unlimited() -> bool:
     return request.blueprint in _UNLIMITED_BLUEPRINTS or request.endpoint == "openapi_document"
 
 
-def set_retry_after(response: Response, seconds: int) -> None:
-    """A Retry-After hint of the view's own (a polling interval, not a rate limit)."""
-    g.retry_after = str(seconds)
-    response.headers["Retry-After"] = g.retry_after
+def _stash_retry_after(response: Response) -> Response:
+    g.own_retry_after = response.headers.get("Retry-After")
+    return response
 
 
-def _keep_own_retry_after(response: Response) -> Response:
+def _restore_retry_after(response: Response) -> Response:
     # Flask-Limiter stamps every response with Retry-After (its window reset), even
-    # successes, overriding a view's hint; only a 429 should carry the limiter's.
+    # successes, overriding a view's own hint; only a 429 should carry the limiter's.
     if response.status_code != 429:
-        if "retry_after" in g:
-            response.headers["Retry-After"] = g.retry_after
+        if g.get("own_retry_after"):
+            response.headers["Retry-After"] = g.own_retry_after
         else:
             response.headers.pop("Retry-After", None)
     return response
@@ -60,9 +59,11 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter:
         key_prefix="devora",
         enabled=settings.ratelimit_enabled,
     )
-    # Registered before the limiter's own hook, so it runs after it (Flask runs them in reverse).
-    app.after_request(_keep_own_retry_after)
+    # Flask runs after-request hooks in reverse order of registration: the stash runs
+    # before the limiter's hook and the restore after it.
+    app.after_request(_restore_retry_after)
     limiter.init_app(app)
+    app.after_request(_stash_retry_after)
     # Wrapping the registered views (rather than decorating at import) keeps each
     # app's limiter, its storage and its health state separate.
     for endpoint, (setting, key_func) in ROUTE_LIMITS.items():

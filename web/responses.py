@@ -6,7 +6,6 @@ from flask import Response, json
 from shared import jobs
 from shared.models import Job
 from shared.schemas.jobs import JobOut
-from web.ratelimits import set_retry_after
 from web.state import state
 
 # OpenAPI for a 202 carrying a job (the JobOut schema is registered by the jobs routes).
@@ -19,7 +18,7 @@ JOB_ACCEPTED = {"description": "Accepted: the job is queued; poll its Location",
 def job_accepted(job: Job, replayed: bool) -> Response:
     response = Response(json.dumps(JobOut.of(job).model_dump(mode="json")), status=202, mimetype="application/json")
     response.headers["Location"] = f"/api/v2/jobs/{job.id}"
-    set_retry_after(response, jobs.poll_delay_seconds(job, state().settings.job_poll_interval_seconds))
+    response.headers["Retry-After"] = str(jobs.poll_delay_seconds(job, state().settings.job_poll_interval_seconds))
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response

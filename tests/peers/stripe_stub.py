@@ -87,6 +87,8 @@ class StripeStub:
         self._idempotent: dict[str, tuple[tuple[Any, ...], int, dict[str, Any]]] = {}
         self.customers: dict[str, dict[str, Any]] = {}
         self.prices: dict[str, dict[str, Any]] = {}
+        # Subscriptions a test puts here are what GET /v1/subscriptions/<id> answers.
+        self.subscriptions: dict[str, dict[str, Any]] = {}
         self.add_price(DEFAULT_PRICE_ID)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -187,6 +189,8 @@ class StripeStub:
             return self._lookup(self.customers, parts[2], "customer")
         if method == "GET" and parts[:2] == ["v1", "prices"] and len(parts) == 3:
             return self._lookup(self.prices, parts[2], "price")
+        if method == "GET" and parts[:2] == ["v1", "subscriptions"] and len(parts) == 3:
+            return self._lookup(self.subscriptions, parts[2], "subscription")
         if method == "GET" and path in ("/v1/subscriptions", "/v1/invoices"):
             # No subscriptions or invoices live here; localstripe covers those.
             return 200, {"object": "list", "data": [], "has_more": False, "url": path}

@@ -61,3 +61,19 @@ def test_expired_idempotency_keys_are_purged(client, auth_headers, db, celery_ap
     with db.transaction() as session:
         assert session.scalars(select(IdempotencyKey.key)).all() == ["fresh"]
         assert session.scalar(select(func.count()).select_from(Job)) == 2, "the jobs themselves stay"
+
+
+def test_reconcile_queues_one_sync_per_subscribed_customer(celery_app, db, make_user):
+    from shared import billing
+
+    subscribed, _ = make_user()
+    make_user()
+    with db.transaction() as session:
+        account = billing.account_for(session, subscribed.id)
+        account.stripe_customer_id, account.subscription_id, account.subscription_status = "cus_r", "sub_r", "active"
+    assert run(celery_app, "billing.reconcile") == 1
+    assert run(celery_app, "billing.reconcile") == 0, "not while one is in flight"
+    with db.transaction() as session:
+        job = session.scalars(select(Job)).one()
+        assert (job.owner_id, job.kind, job.task_name) == (subscribed.id, "billing_sync", "billing.sync_customer")
+        assert job.sent_at is not None

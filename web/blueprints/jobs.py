@@ -11,7 +11,6 @@ from shared.models.jobs import FINISHED_STATES
 from shared.schemas.jobs import IfNoneMatchHeader, JobListQuery, JobOut, JobPage, JobPath
 from web.auth import current_user_id
 from web.openapi import BEARER, responses
-from web.ratelimits import set_retry_after
 from web.state import db_session, state
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/api/v2/jobs", abp_tags=[Tag(name="jobs")], abp_security=BEARER)
@@ -47,7 +46,7 @@ def get_job(path: JobPath, header: IfNoneMatchHeader):
     response.set_etag(etag)
     response.headers["Cache-Control"] = "private, no-cache"
     if job.status not in FINISHED_STATES:
-        set_retry_after(response, jobs.poll_delay_seconds(job, state().settings.job_poll_interval_seconds))
+        response.headers["Retry-After"] = str(jobs.poll_delay_seconds(job, state().settings.job_poll_interval_seconds))
     return response
 
 
