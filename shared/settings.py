@@ -71,6 +71,22 @@ class Settings(BaseSettings):
     plan_team_monthly_generations: int = Field(5000, ge=0)
     plan_team_concurrent_jobs: int = Field(10, ge=1)
 
+    # OAuth login providers; a provider is offered when its client id is set. The URLs
+    # default to the real providers' and are settings so tests can use a local one.
+    oauth_google_client_id: str | None = None
+    oauth_google_client_secret: SecretStr = SecretStr("")
+    oauth_google_metadata_url: str = "https://accounts.google.com/.well-known/openid-configuration"
+    oauth_github_client_id: str | None = None
+    oauth_github_client_secret: SecretStr = SecretStr("")
+    oauth_github_authorize_url: str = "https://github.com/login/oauth/authorize"
+    oauth_github_token_url: str = "https://github.com/login/oauth/access_token"
+    oauth_github_api_base_url: str = "https://api.github.com/"
+    oauth_timeout_seconds: float = Field(10.0, gt=0)
+    oauth_state_ttl_seconds: int = Field(600, ge=60, le=3600)
+    oauth_code_ttl_seconds: int = Field(60, ge=10, le=600)
+    # Public base URL of this API (for OAuth callback URLs); unset: taken from the request.
+    public_api_url: str | None = None
+
     frontend_url: str = "http://localhost:3000"
     trusted_proxy_hops: int = Field(0, ge=0, le=5)
 
@@ -82,6 +98,7 @@ class Settings(BaseSettings):
     ratelimit_login: str = "5 per minute"
     ratelimit_register: str = "10 per hour"
     ratelimit_refresh: str = "30 per minute"
+    ratelimit_oauth_exchange: str = "20 per minute"
 
     max_request_bytes: int = 8 * 1024 * 1024
     max_file_bytes: int = 1024 * 1024

@@ -17,6 +17,7 @@ from web.blueprints import BLUEPRINTS
 from web.caching import JSONCacheSerializer
 from web.converters import FilePathConverter
 from web.extensions import cache
+from web.oauth_clients import init_oauth
 from web.openapi import SECURITY_SCHEMES
 from web.problems import register_error_handlers, validation_problem
 from web.ratelimits import init_limiter
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         app.register_api(blueprint)
     app.add_url_rule("/api/v2/openapi.json", "openapi_document", lambda: app.api_doc)
     app.extensions["devora"].limiter = init_limiter(app, settings)
+    app.extensions["devora"].oauth = init_oauth(app, settings, app.extensions["devora"].db)
     app.teardown_appcontext(close_db_session)
     return app
 
@@ -68,6 +70,12 @@ def _flask_config(settings: Settings) -> dict:
                      "socket_connect_timeout": settings.redis_socket_timeout}
     return {
         "SECRET_KEY": settings.secret_key.get_secret_value(),
+        # The session cookie only carries the OAuth flow's state marker between the
+        # redirect to a provider and its callback, so Lax (not Strict) is required.
+        "SESSION_COOKIE_NAME": "devora_session",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": settings.devora_env == "production",
         "MAX_CONTENT_LENGTH": settings.max_request_bytes,
         "JSON_SORT_KEYS": False,
         "CACHE_TYPE": "RedisCache",

@@ -1,9 +1,10 @@
 """Rate limits: one Limiter per app, with per-endpoint limits taken from settings."""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from flask_limiter import Limiter
 
 from shared.settings import Settings
@@ -16,6 +17,7 @@ ROUTE_LIMITS: dict[str, tuple[str, Callable[[], str]]] = {
     "auth.refresh": ("ratelimit_refresh", client_address_key),
     "generation.generate_agentic": ("ratelimit_generate_agentic", rate_limit_key),
     "generation.generate_fullstack": ("ratelimit_generate_fullstack", rate_limit_key),
+    "oauth.exchange": ("ratelimit_oauth_exchange", client_address_key),
 }
 # Stripe's deliveries are authenticated by signature, and a burst must not be refused.
 _UNLIMITED_BLUEPRINTS = frozenset({"openapi", "swagger", "redoc", "health", "webhooks"})
@@ -31,7 +33,7 @@ def _stash_retry_after(response: Response) -> Response:
     return response
 
 
-def _restore_retry_after(response: Response) -> Response:
+def _finish_headers(response: Response) -> Response:
     # Flask-Limiter stamps every response with Retry-After (its window reset), even
     # successes, overriding a view's own hint; only a 429 should carry the limiter's.
     if response.status_code != 429:
@@ -39,7 +41,22 @@ def _restore_retry_after(response: Response) -> Response:
             response.headers["Retry-After"] = g.own_retry_after
         else:
             response.headers.pop("Retry-After", None)
+    _ietf_headers(response)
     return response
+
+
+def _ietf_headers(response: Response) -> None:
+    """RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers) beside X-RateLimit-*."""
+    limiter: Limiter | None = current_app.extensions["devora"].limiter
+    current = limiter.current_limit if limiter is not None and limiter.enabled else None
+    if current is None:
+        return
+    # The limiter's own header hook already read the window; these reads are cached.
+    item = current.limit
+    policy = request.endpoint if request.endpoint in ROUTE_LIMITS else "default"
+    reset = max(0, int(current.reset_at - time.time()))
+    response.headers["RateLimit-Policy"] = f'"{policy}";q={item.amount};w={item.get_expiry()}'
+    response.headers["RateLimit"] = f'"{policy}";r={max(0, current.remaining)};t={reset}'
 
 
 def init_limiter(app: Flask, settings: Settings) -> Limiter:
@@ -61,7 +78,7 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter:
     )
     # Flask runs after-request hooks in reverse order of registration: the stash runs
     # before the limiter's hook and the restore after it.
-    app.after_request(_restore_retry_after)
+    app.after_request(_finish_headers)
     limiter.init_app(app)
     app.after_request(_stash_retry_after)
     # Wrapping the registered views (rather than decorating at import) keeps each

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from authlib.integrations.flask_client import OAuth
 from celery import Celery
 
 from flask import current_app, g
@@ -27,6 +28,7 @@ class AppState:
     gateway: StripeGateway
     # Our own short-lived markers (webhook dedup); lazy, no connection until used.
     dedup: Redis
+    oauth: OAuth | None = None
     limiter: Limiter | None = None
 
 

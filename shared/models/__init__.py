@@ -2,8 +2,9 @@
 from shared.models.base import Base
 from shared.models.billing import BillingAccount, Invoice, WebhookEvent
 from shared.models.jobs import IdempotencyKey, Job
+from shared.models.oauth import OAuthIdentity, OAuthTicket
 from shared.models.projects import Project, ProjectFile
 from shared.models.users import RefreshToken, User
 
-__all__ = ["Base", "BillingAccount", "IdempotencyKey", "Invoice", "Job", "Project", "ProjectFile", "RefreshToken",
-           "User", "WebhookEvent"]
+__all__ = ["Base", "BillingAccount", "IdempotencyKey", "Invoice", "Job", "OAuthIdentity", "OAuthTicket", "Project",
+           "ProjectFile", "RefreshToken", "User", "WebhookEvent"]

@@ -77,3 +77,17 @@ def test_reconcile_queues_one_sync_per_subscribed_customer(celery_app, db, make_
         job = session.scalars(select(Job)).one()
         assert (job.owner_id, job.kind, job.task_name) == (subscribed.id, "billing_sync", "billing.sync_customer")
         assert job.sent_at is not None
+
+
+def test_expired_oauth_states_and_codes_are_purged(celery_app, db):
+    from shared.models import OAuthTicket
+    from shared.oauth_login import put_ticket
+
+    with db.transaction() as session:
+        put_ticket(session, "old-state", "state", "{}", 60)
+        put_ticket(session, "live-state", "state", "{}", 600)
+        session.execute(update(OAuthTicket).where(OAuthTicket.key == "old-state")
+                        .values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert run(celery_app, "maintenance.purge_expired_oauth_states") == 1
+    with db.transaction() as session:
+        assert session.scalars(select(OAuthTicket.key)).all() == ["live-state"]

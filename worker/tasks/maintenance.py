@@ -1,11 +1,11 @@
-"""Scheduled housekeeping: the job outbox, stuck jobs, expired idempotency keys."""
+"""Scheduled housekeeping: the job outbox, stuck jobs, expired idempotency keys and OAuth tickets."""
 from __future__ import annotations
 
 import logging
 
 from celery import shared_task
 
-from shared import job_maintenance, jobs
+from shared import job_maintenance, jobs, oauth_login
 from shared.models.base import utcnow
 from shared.taskqueue import send
 from worker.context import database_of, settings_of
@@ -48,3 +48,10 @@ def purge_idempotency_keys(self) -> int:
     """Forget idempotency keys older than their retention (24 hours by default)."""
     with database_of(self.app).transaction() as session:
         return job_maintenance.purge_expired_idempotency_keys(session, now=utcnow())
+
+
+@shared_task(name="maintenance.purge_expired_oauth_states", bind=True)
+def purge_expired_oauth_states(self) -> int:
+    """Delete OAuth authorization states and login codes past their expiry (used ones are gone already)."""
+    with database_of(self.app).transaction() as session:
+        return oauth_login.purge_expired_tickets(session, utcnow())
