@@ -10,9 +10,9 @@ COPY web ./web
 COPY worker ./worker
 COPY shared ./shared
 COPY migrations ./migrations
-COPY beat_schedule.py cli.py alembic.ini Procfile ./
+COPY beat_schedule.py cli.py alembic.ini gunicorn.conf.py Procfile ./
 RUN pip install . && mkdir -p instance && chown devora instance
 
 USER devora
 EXPOSE 8000
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--access-logfile", "-", "web:create_app()"]
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "web:create_app()"]

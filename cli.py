@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,107 @@ def webhooks_replay(event: str) -> None:
     click.echo(f"replaying {stripe_id} ({row_id})")
 
 
+@main.group()
+def users() -> None:
+    """Accounts."""
+
+
+@users.command("create")
+@click.argument("email")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="The account's password (prompted for, hidden and twice, when omitted).")
+@click.option("--name", "full_name", default=None, help="The user's full name.")
+@click.option("--admin", "as_admin", is_flag=True, help="Give the account the admin role.")
+def users_create(email: str, password: str, full_name: str | None, as_admin: bool) -> None:
+    """Create a password account for EMAIL, with the same rules as registration."""
+    from pydantic import ValidationError
+
+    from shared import accounts, admin
+    from shared.db import Database
+    from shared.errors import DomainError
+    from shared.schemas.auth import RegisterBody
+
+    try:
+        body = RegisterBody(email=email, password=password, full_name=full_name)
+    except ValidationError as error:
+        raise click.ClickException("; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])}: {str(item['msg']).removeprefix('Value error, ')}"
+            for item in error.errors(include_url=False))) from None
+    try:
+        with Database(load_settings()).transaction() as session:
+            user = accounts.register(session, body.email, body.password, body.full_name)
+            if as_admin:
+                user.role = admin.ADMIN_ROLE
+            admin.record_audit(session, None, "users.create", "user", str(user.id), {"via": "cli", "role": user.role})
+            user_id, user_email, role = user.id, user.email, user.role
+    except DomainError as error:
+        raise click.ClickException(error.detail) from None
+    click.echo(f"created {user_email} ({user_id}) with role {role}")
+
+
+@users.command("promote")
+@click.argument("email")
+def users_promote(email: str) -> None:
+    """Give the account with EMAIL the admin role."""
+    from shared import admin
+    from shared.db import Database
+    from shared.errors import DomainError
+
+    try:
+        with Database(load_settings()).transaction() as session:
+            user, previous = admin.promote(session, email)
+            if previous != admin.ADMIN_ROLE:
+                admin.record_audit(session, None, "users.promote", "user", str(user.id),
+                                   {"via": "cli", "previous_role": previous})
+            user_email = user.email
+    except DomainError as error:
+        raise click.ClickException(error.detail) from None
+    click.echo(f"{user_email} is {'already ' if previous == admin.ADMIN_ROLE else 'now '}an admin")
+
+
+@main.group()
+def jobs() -> None:
+    """Background jobs."""
+
+
+@jobs.command("watch")
+@click.argument("job_id", type=click.UUID)
+@click.option("--interval", default=0.5, show_default=True, help="Seconds between looks.")
+def jobs_watch(job_id, interval: float) -> None:
+    """Show a job's progress live until it finishes; exit 1 unless it succeeds."""
+    import time
+
+    from shared.db import Database
+    from shared.models import Job
+    from shared.models.jobs import FINISHED_STATES
+
+    db = Database(load_settings())
+
+    def look() -> Job:
+        with db.transaction() as session:
+            job = session.get(Job, job_id)
+        if job is None:
+            raise click.ClickException(f"no job {job_id}")
+        return job
+
+    job = look()
+    with click.progressbar(length=100, label=f"{job.kind} {job_id}", show_percent=True,
+                           item_show_func=lambda text: text) as bar:
+        shown = 0
+        while True:
+            bar.update(job.progress_percent - shown, f"{job.status}: {job.progress_stage}")
+            shown = job.progress_percent
+            if job.status in FINISHED_STATES:
+                break
+            time.sleep(interval)
+            job = look()
+    click.echo(f"{job.status} after {job.attempts} attempt(s)")
+    if job.error_type:
+        click.echo(f"{job.error_type}: {job.error_message}", err=True)
+    if job.status != "succeeded":
+        sys.exit(1)
+
+
 @main.command()
 def run() -> None:
     """Everything on this machine: web, worker, beat and Flower (embedded Redis when REDIS_URL is unset)."""
@@ -80,11 +182,15 @@ def run() -> None:
         embedded.start()
         env["REDIS_URL"] = embedded.connection_url
         click.echo(f"started embedded Redis at {embedded.connection_url}")
+    if not env.get("FLOWER_BASIC_AUTH"):
+        # Flower's API answers only with credentials; make some for this run.
+        env["FLOWER_BASIC_AUTH"] = f"admin:{secrets.token_urlsafe(12)}"
     try:
         upgrade_database()
         port = env.get("PORT", "8000")
         click.echo(f"API:     http://127.0.0.1:{port}/api/v2  (docs: http://127.0.0.1:{port}/api/v2/docs)")
-        click.echo(f"Flower:  http://127.0.0.1:{env.get('FLOWER_PORT', '5555')}")
+        click.echo(f"Flower:  http://127.0.0.1:{env.get('FLOWER_PORT', '5555')}  "
+                   f"(basic auth {env['FLOWER_BASIC_AUTH']})")
         result = subprocess.run([str(BIN / "honcho"), "start", "-f", "Procfile"], env=env, cwd=PROJECT_ROOT)
     except KeyboardInterrupt:
         return

@@ -1,15 +1,41 @@
-"""Process-wide logging configuration."""
+"""Process-wide logging: JSON lines on stderr, with request, user, job and task ids."""
 from __future__ import annotations
 
 import logging
+import sys
 
+from pythonjsonlogger.json import JsonFormatter
+
+from shared.logcontext import ContextFilter
 from shared.settings import Settings
+
+_MARK = "_devora_handler"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (process managers and test runners swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 def configure_logging(settings: Settings) -> None:
-    """Plain lines to stderr; leave handlers alone when something already configured them."""
+    """Install one JSON handler on the root logger (idempotent, so every entry point may call it)."""
     root = logging.getLogger()
-    if root.handlers:
+    root.setLevel(settings.log_level)
+    if any(getattr(handler, _MARK, False) for handler in root.handlers):
         return
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = _StderrHandler()
+    handler.setFormatter(JsonFormatter("{asctime}{levelname}{name}{message}", style="{",
+                                       rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}))
+    handler.addFilter(ContextFilter())
+    setattr(handler, _MARK, True)
+    root.addHandler(handler)
+    # The SDK logs request and response bodies (customer emails, and error texts that a
+    # peer may echo the key into) below WARNING; the gateway logs failures itself.
+    logging.getLogger("stripe").setLevel(logging.WARNING)

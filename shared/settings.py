@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     # Public base URL of this API (for OAuth callback URLs); unset: taken from the request.
     public_api_url: str | None = None
 
+    # /metrics: a bearer token, and/or the networks allowed to scrape without one.
+    metrics_token: SecretStr = SecretStr("")
+    metrics_allowed_networks: str = "127.0.0.1/32,::1/128"
+
     frontend_url: str = "http://localhost:3000"
     trusted_proxy_hops: int = Field(0, ge=0, le=5)
 

@@ -17,10 +17,12 @@ from web.blueprints import BLUEPRINTS
 from web.caching import JSONCacheSerializer
 from web.converters import FilePathConverter
 from web.extensions import cache
+from web.metrics import init_metrics
 from web.oauth_clients import init_oauth
 from web.openapi import SECURITY_SCHEMES
 from web.problems import register_error_handlers, validation_problem
 from web.ratelimits import init_limiter
+from web.request_ids import init_request_ids
 from web.state import AppState, close_db_session
 
 API_VERSION = "2.0.0"
@@ -55,6 +57,8 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         dedup=Redis.from_url(settings.resolved_state_url, socket_timeout=settings.redis_socket_timeout,
                              socket_connect_timeout=settings.redis_socket_timeout))
     cache.init_app(app)
+    init_request_ids(app)
+    init_metrics(app)
     register_error_handlers(app)
     for blueprint in BLUEPRINTS:
         app.register_api(blueprint)

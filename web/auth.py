@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import g, request
 from flask_limiter.util import get_remote_address
 
+from shared import logcontext
 from shared.errors import Unauthorized
 from shared.models import User
 from shared.security import AccessClaims
@@ -18,6 +19,8 @@ def bearer_claims() -> AccessClaims | None:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         g.bearer_claims = state().tokens.verify(token.strip()) if scheme.lower() == "bearer" and token else None
+        if g.bearer_claims is not None:
+            logcontext.user_id.set(str(g.bearer_claims.user_id))
     return g.bearer_claims
 
 

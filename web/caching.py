@@ -8,6 +8,7 @@ from cachelib.serializers import JSONSerializer
 from redis.exceptions import RedisError
 
 from web.extensions import cache
+from web.metrics import CACHE_REQUESTS
 
 logger = logging.getLogger(__name__)
 
@@ -20,11 +21,16 @@ class JSONCacheSerializer(JSONSerializer):
 
 
 def cache_get(key: str) -> Any | None:
+    """The cached value, or None on a miss or when Redis is unreachable (counted by key family)."""
+    family = key.split(":", 1)[0]
     try:
-        return cache.get(key)
+        value = cache.get(key)
     except (RedisError, OSError) as error:
         logger.warning("cache unavailable, reading through: %s", error.__class__.__name__)
+        CACHE_REQUESTS.labels(family, "error").inc()
         return None
+    CACHE_REQUESTS.labels(family, "miss" if value is None else "hit").inc()
+    return value
 
 
 def cache_set(key: str, value: Any, timeout: int) -> None:

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from shared.errors import DomainError
 from shared.integrations.stripe_gateway import StripeGatewayError, StripeTransient
+from web.metrics import RATE_LIMITED
 
 logger = logging.getLogger(__name__)
 PROBLEM_MIME = "application/problem+json"
@@ -64,6 +65,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(RateLimitExceeded)
     def _rate_limited(error: RateLimitExceeded) -> Response:
+        RATE_LIMITED.labels(request.endpoint or "unmatched").inc()
         # Flask-Limiter's after_request adds Retry-After and the limit headers.
         return problem(429, "Too many requests", f"rate limit exceeded: {error.description}",
                        slug="rate-limited")

@@ -25,7 +25,7 @@ _UNLIMITED_BLUEPRINTS = frozenset({"openapi", "swagger", "redoc", "health", "web
 
 def _unlimited() -> bool:
     """Probes and API documents are never rate limited."""
-    return request.blueprint in _UNLIMITED_BLUEPRINTS or request.endpoint == "openapi_document"
+    return request.blueprint in _UNLIMITED_BLUEPRINTS or request.endpoint in ("openapi_document", "metrics")
 
 
 def _stash_retry_after(response: Response) -> Response:

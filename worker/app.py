@@ -6,6 +6,7 @@ from celery import Celery
 from beat_schedule import BEAT_SCHEDULE
 from shared.settings import Settings, load_settings
 from shared.taskqueue import celery_config
+from worker import signals  # noqa: F401 - connects the logging and task-id hooks
 
 TASK_MODULES = ["worker.tasks.billing", "worker.tasks.generation", "worker.tasks.maintenance",
                 "worker.tasks.webhooks"]
@@ -17,5 +18,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
     app = Celery("devora", include=TASK_MODULES, set_as_current=False)
     app.conf.update(celery_config(settings))
     app.conf.beat_schedule = BEAT_SCHEDULE
+    app.conf.beat_scheduler = "worker.beat:HeartbeatScheduler"
+    app.conf.worker_hijack_root_logger = False
     app.conf.devora_settings = settings
     return app

@@ -15,7 +15,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import jobs
+from shared import jobs, logcontext
 from shared.db import Database
 from shared.errors import DomainError
 from shared.models import Job
@@ -96,6 +96,7 @@ def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
             transient: tuple[type[BaseException], ...]) -> None:
     """Run `work` for this delivery unless another delivery owns the job or it has finished."""
     settings, db = settings_of(task.app), database_of(task.app)
+    logcontext.job_id.set(job_id)
     worker = f"{task.request.hostname or 'worker'}:{os.getpid()}"
     with db.transaction() as session:
         claim = jobs.claim(session, uuid.UUID(job_id), worker, settings.job_lease_seconds)

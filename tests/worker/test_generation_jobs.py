@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 from sqlalchemy import func, select
 
 from shared.models import ProjectFile
-from tests.jobs_helpers import THREE_ENTITY_SPEC, big_spec, new_project, submit, wait_for_job
+from shared.settings import PROJECT_ROOT
+from tests.jobs_helpers import SMALL_SPEC, THREE_ENTITY_SPEC, big_spec, new_project, submit, wait_for_job
 
 
 def test_fullstack_job_writes_a_project_whose_own_tests_pass(client, auth_headers, worker, tmp_path):
@@ -77,3 +80,17 @@ def test_cancel_a_running_job_stops_it_and_leaves_the_project_untouched(client, 
     files = client.get(f"/api/v2/projects/{project_id}/files", headers=auth_headers).get_json()["items"]
     assert [f["path"] for f in files] == ["KEEP.md"]
     assert client.post(f"/api/v2/jobs/{job['id']}/cancel", headers=auth_headers).status_code == 409
+
+
+def test_jobs_watch_follows_a_job_to_its_end(client, auth_headers, worker, settings):
+    job = submit(client, auth_headers, new_project(client, auth_headers), SMALL_SPEC).get_json()
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+    watch = subprocess.run([str(Path(sys.executable).parent / "devora"), "jobs", "watch", job["id"],
+                            "--interval", "0.1"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert watch.returncode == 0, watch.stderr
+    assert "succeeded after 1 attempt(s)" in watch.stdout
+    missing = subprocess.run([str(Path(sys.executable).parent / "devora"), "jobs", "watch",
+                              "00000000-0000-0000-0000-000000000000"], cwd=PROJECT_ROOT, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0 and "no job" in missing.stderr

@@ -13,6 +13,7 @@ from shared.schemas.billing import (
 from web.auth import current_user
 from web.caching import cache_get, cache_set
 from web.dispatch import enqueue
+from web.metrics import JOBS_SUBMITTED
 from web.openapi import BEARER, responses
 from web.responses import JOB_ACCEPTED, job_accepted
 from web.state import db_session, state
@@ -102,6 +103,7 @@ def sync():
     job, _ = jobs.submit(session, owner_id=user.id, kind="billing_sync", task_name=SYNC_TASK, payload={},
                          project_id=None, max_attempts=state().settings.job_max_attempts)
     session.commit()
+    JOBS_SUBMITTED.labels("billing_sync").inc()
     enqueue(job.id, SYNC_TASK)
     return job_accepted(job, replayed=False)
 

@@ -8,6 +8,7 @@ from shared import billing, jobs, projects
 from shared.schemas.jobs import GenerateBody, IdempotencyHeader
 from web.auth import current_user
 from web.dispatch import enqueue
+from web.metrics import JOBS_SUBMITTED
 from web.openapi import BEARER, responses
 from web.responses import JOB_ACCEPTED, job_accepted
 from web.state import db_session, state
@@ -44,6 +45,7 @@ def submit_generation(kind: str, body: GenerateBody, header: IdempotencyHeader) 
     )
     session.commit()
     if created:
+        JOBS_SUBMITTED.labels(kind).inc()
         enqueue(job.id, TASK)
     return job_accepted(job, replayed=not created)
 

@@ -1,20 +1,65 @@
-"""Liveness probe."""
+"""Liveness and readiness probes."""
 from __future__ import annotations
+
+import logging
 
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel
+from sqlalchemy import text
 
+from shared.errors import ServiceUnavailable
 from web.openapi import responses
+from web.state import state
+
+logger = logging.getLogger(__name__)
+bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="operations")])
 
 
 class Health(BaseModel):
     status: str
 
 
-bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="operations")])
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
 
 
 @bp.get("/healthz", responses=responses({200: Health}))
 def healthz():
     """The process is alive; checks nothing else, so it never fails on a dependency."""
     return {"status": "ok"}
+
+
+@bp.get("/readyz", responses=responses({200: Readiness}, 503))
+def readyz():
+    """Database, Redis and broker reachable: 200; otherwise 503 naming what failed."""
+    checks = {"database": _check(_database), "redis": _check(_redis), "broker": _check(_broker)}
+    failed = sorted(name for name, result in checks.items() if result != "ok")
+    if failed:
+        raise ServiceUnavailable(f"not ready: {', '.join(failed)} unreachable", checks=checks,
+                                 headers={"Retry-After": "5"})
+    return {"status": "ready", "checks": checks}
+
+
+def _check(probe) -> str:
+    try:
+        probe()
+        return "ok"
+    except Exception as error:  # noqa: BLE001 - any failure means not ready; the name is reported
+        logger.warning("readiness check %s failed: %s", probe.__name__.strip("_"), type(error).__name__)
+        return f"unreachable ({type(error).__name__})"
+
+
+def _database() -> None:
+    with state().db.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def _redis() -> None:
+    state().dedup.ping()
+
+
+def _broker() -> None:
+    producer = state().producer
+    with producer.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, timeout=producer.conf.broker_connection_timeout)

@@ -12,6 +12,7 @@ from shared.errors import DomainError
 from shared.integrations.stripe_gateway import WebhookPayloadInvalid, WebhookSignatureInvalid
 from shared.schemas.billing import WebhookAck
 from web.dispatch import enqueue
+from web.metrics import WEBHOOKS_RECEIVED
 from web.openapi import responses
 from web.state import db_session, state
 
@@ -53,8 +54,10 @@ def stripe_webhook():
     try:
         event = state().gateway.construct_event(payload, request.headers.get("Stripe-Signature"))
     except (WebhookSignatureInvalid, WebhookPayloadInvalid) as error:
+        WEBHOOKS_RECEIVED.labels("unverified", "rejected").inc()
         raise BadWebhook(str(error)) from None
     if _seen(event.id):
+        WEBHOOKS_RECEIVED.labels(event.type, "duplicate").inc()
         return {"received": True, "duplicate": True}
     session = db_session()
     row = webhooks.store(session, event_id=event.id, event_type=event.type, created=int(event.created),
@@ -62,6 +65,8 @@ def stripe_webhook():
     session.commit()
     _mark(event.id)
     if row is None:
+        WEBHOOKS_RECEIVED.labels(event.type, "duplicate").inc()
         return {"received": True, "duplicate": True}
+    WEBHOOKS_RECEIVED.labels(event.type, "stored").inc()
     enqueue(row.id, TASK, mark_sent=webhooks.mark_sent)
     return {"received": True, "duplicate": False}

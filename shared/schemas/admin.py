@@ -1,0 +1,159 @@
+"""Request and response bodies for the admin API."""
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from shared.schemas.common import PageMeta, PageQuery, StoredText
+from shared.schemas.jobs import JobKind, JobOut, JobStatus
+
+WebhookStatus = Literal["received", "processing", "processed", "ignored", "retrying", "failed"]
+MAX_CUSTOMER_IDS = 100
+_CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_]{1,255}$")
+
+
+class StatsOut(BaseModel):
+    users: int
+    jobs_by_status: dict[str, int]
+    oldest_queued_job_age_seconds: float | None = Field(description="Age of the oldest queued job; null if none")
+    webhook_backlog: int = Field(description="Stored events not yet processed, ignored or failed")
+    webhooks_failed: int
+    queue_depths: dict[str, int | None] = Field(description="Messages ready per broker queue; null if unreadable")
+    workers: int | None = Field(description="Workers that answered a ping; null if the broker is unreachable")
+    beat_heartbeat_age_seconds: float | None = Field(description="Seconds since beat last ticked; null if unknown")
+
+
+class UserSearchQuery(PageQuery):
+    q: StoredText | None = Field(None, min_length=1, max_length=320, description="Part of an email or a name")
+
+
+class AdminUserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    full_name: str | None
+    role: str
+    is_active: bool
+    created_at: datetime
+
+
+class AdminUserPage(PageMeta):
+    items: list[AdminUserOut]
+
+
+class AdminJobQuery(PageQuery):
+    status: JobStatus | None = None
+    kind: JobKind | None = None
+    owner_id: uuid.UUID | None = None
+    owner_email: StoredText | None = Field(None, min_length=1, max_length=320)
+    created_after: AwareDatetime | None = Field(None, description="Inclusive lower bound on creation time")
+    created_before: AwareDatetime | None = Field(None, description="Exclusive upper bound on creation time")
+
+
+class AdminJobOut(JobOut):
+    owner_id: uuid.UUID
+    owner_email: str
+    task_name: str
+    sent_at: datetime | None
+
+
+class AdminJobPage(PageMeta):
+    items: list[AdminJobOut]
+
+
+class AdminJobPath(BaseModel):
+    job_id: uuid.UUID
+
+
+class ReplayBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["failed", "canceled"]
+    kind: JobKind | None = None
+    created_after: AwareDatetime | None = None
+    created_before: AwareDatetime | None = None
+    dry_run: bool = Field(description="Only count the jobs that would be requeued")
+
+
+class ReplayOut(BaseModel):
+    count: int
+    dry_run: bool
+    job_ids: list[uuid.UUID] | None = Field(None, description="The requeued jobs; absent from a dry run")
+
+
+class WebhookListQuery(PageQuery):
+    status: WebhookStatus | None = None
+    type: StoredText | None = Field(None, min_length=1, max_length=100, description="e.g. invoice.paid")
+
+
+class WebhookEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    stripe_event_id: str
+    type: str
+    status: WebhookStatus
+    attempts: int
+    error_type: str | None
+    error_message: str | None
+    received_at: datetime
+    sent_at: datetime | None
+    processed_at: datetime | None
+
+
+class WebhookPage(PageMeta):
+    items: list[WebhookEventOut]
+
+
+class WebhookEventPath(BaseModel):
+    event_id: uuid.UUID
+
+
+class CacheFlushOut(BaseModel):
+    removed: int = Field(description="Cache keys deleted")
+
+
+class CustomerQuery(PageQuery):
+    ids: str | None = Field(None, min_length=1, max_length=MAX_CUSTOMER_IDS * 256,
+                            description=f"Comma-separated Stripe customer ids (at most {MAX_CUSTOMER_IDS}); "
+                                        "without it, the stored customers page by page")
+
+    @field_validator("ids")
+    @classmethod
+    def _customer_ids(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        ids = [part.strip() for part in value.split(",") if part.strip()]
+        if not ids:
+            raise ValueError("name at least one customer id")
+        if len(ids) > MAX_CUSTOMER_IDS:
+            raise ValueError(f"at most {MAX_CUSTOMER_IDS} customer ids at a time")
+        bad = next((i for i in ids if not _CUSTOMER_ID.match(i)), None)
+        if bad is not None:
+            raise ValueError(f"{bad[:40]!r} is not a Stripe customer id")
+        return ",".join(dict.fromkeys(ids))
+
+    @property
+    def id_list(self) -> list[str]:
+        return self.ids.split(",") if self.ids else []
+
+
+class CustomerFound(BaseModel):
+    id: str
+    email: str | None
+    name: str | None
+    deleted: bool
+
+
+class CustomerError(BaseModel):
+    id: str
+    error: str
+
+
+class CustomerPage(PageMeta):
+    items: list[CustomerFound | CustomerError]

@@ -1,0 +1,82 @@
+"""Flower as operators run it: basic auth from the environment, and the worker and tasks visible in its API."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from shared.settings import PROJECT_ROOT
+from tests.jobs_helpers import SMALL_SPEC, new_project, submit, wait_for_job
+
+CELERY = str(Path(sys.executable).parent / "celery")
+AUTH = ("ops", "flower-secret")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def flower(settings, tmp_path):
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+           "BROKER_URL": settings.resolved_broker_url, "FLOWER_BASIC_AUTH": ":".join(AUTH)}
+    log = open(tmp_path / "flower.log", "w")
+    process = subprocess.Popen([CELERY, "-A", "worker", "flower", "--address=127.0.0.1", f"--port={port}",
+                                "--max_tasks=1000", "--purge_offline_workers=60"],
+                               cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{url}/healthcheck", timeout=1).text == "OK":
+                break
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline and process.poll() is None, (tmp_path / "flower.log").read_text()
+        time.sleep(0.2)
+    yield url
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    log.close()
+
+
+def test_flower_shows_the_worker_and_a_finished_task_and_refuses_anonymous_api_calls(
+        flower, worker, client, auth_headers):
+    job = submit(client, auth_headers, new_project(client, auth_headers), SMALL_SPEC).get_json()
+    assert wait_for_job(client, auth_headers, job["id"])["status"] == "succeeded"
+
+    def task_seen():
+        tasks = requests.get(f"{flower}/api/tasks", auth=AUTH, timeout=5).json()
+        return [t for t in tasks.values() if t["name"] == "generation.run" and t["args"] == repr((job["id"],))
+                and t["state"] == "SUCCESS"]
+
+    deadline = time.monotonic() + 30
+    while not task_seen():
+        assert time.monotonic() < deadline, requests.get(f"{flower}/api/tasks", auth=AUTH, timeout=5).text[:2000]
+        time.sleep(0.3)
+    # Flower learns workers from their events; a refresh also asks them over the broker.
+    deadline = time.monotonic() + 30
+    while True:
+        workers = requests.get(f"{flower}/api/workers", params={"refresh": "true"}, auth=AUTH, timeout=10).json()
+        if any(name.startswith("gen") for name in workers):
+            break
+        assert time.monotonic() < deadline, workers
+        time.sleep(0.5)
+
+    assert requests.get(f"{flower}/api/workers", timeout=5).status_code == 401
+    assert requests.get(f"{flower}/api/tasks", auth=("ops", "wrong"), timeout=5).status_code == 401
