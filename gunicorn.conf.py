@@ -5,7 +5,9 @@ import tempfile
 
 # Prometheus counters are shared by the workers through files in this directory; it
 # must exist, be empty at start and be set before any worker imports prometheus_client.
-_metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="devora-metrics-"))
+_configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+_metrics_dir = _configured or tempfile.mkdtemp(prefix="devora-metrics-")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 # The path without its query string: OAuth callbacks carry codes and states there.
 accesslog = "-"
@@ -15,6 +17,11 @@ access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss "%({x-request-id}o)s
 def on_starting(server):
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def on_exit(server):
+    if not _configured:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
 def child_exit(server, worker):

@@ -60,8 +60,8 @@ def running(argv: list[str], env: dict[str, str], cwd: Path, ready: Callable[[],
                 yield process
             except Exception:
                 # Whatever failed in the block, the process's own log often says why.
-                print(f"--- end of the log of {Path(argv[0]).name} {' '.join(argv[1:3])}:\n{_tail(log)}",
-                      file=sys.stderr)
+                if tail := _tail(log):
+                    print(f"--- end of the log of {Path(argv[0]).name} {' '.join(argv[1:3])}:\n{tail}", file=sys.stderr)
                 raise
         finally:
             # The leader may have exited (and been reaped by poll()) while its children live on.

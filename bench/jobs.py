@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -156,8 +157,8 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def job_rows(db: Database, ids: list[str], timeout: float = 600) -> list[Any]:
-    """Wait until every job in `ids` has finished; return their rows, or fail naming the failures."""
+def job_rows(db: Database, ids: list[str], timeout: float = 120) -> list[Any]:
+    """Wait until every job in `ids` has finished; return their rows, or fail naming the failed or stuck ones."""
     from sqlalchemy import select
 
     from shared.models import Job
@@ -167,13 +168,15 @@ def job_rows(db: Database, ids: list[str], timeout: float = 600) -> list[Any]:
     deadline = time.monotonic() + timeout
     while True:
         with db.sessions() as session:
-            rows = session.execute(select(Job.status, Job.created_at, Job.sent_at, Job.started_at, Job.finished_at,
-                                          Job.error_type, Job.error_message).where(Job.id.in_(wanted))).all()
-        if len(rows) == len(wanted) and all(row.status in FINISHED_STATES for row in rows):
+            rows = session.execute(select(Job.status, Job.progress_stage, Job.created_at, Job.sent_at, Job.started_at,
+                                          Job.finished_at, Job.error_type, Job.error_message)
+                                   .where(Job.id.in_(wanted))).all()
+        unfinished = Counter(f"{row.status}/{row.progress_stage}" for row in rows if row.status not in FINISHED_STATES)
+        if len(rows) == len(wanted) and not unfinished:
             break
         if time.monotonic() > deadline:
-            raise RuntimeError(f"jobs still unfinished after {timeout:.0f} s")
-        time.sleep(0.1)
+            raise RuntimeError(f"jobs unfinished after {timeout:.0f} s (status/stage: count): {dict(unfinished)}")
+        time.sleep(0.25)  # the figures come from the rows' own timestamps, so polling need not be fine
     failed = [row for row in rows if row.status != "succeeded"]
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(rows)} jobs did not succeed, e.g. "
@@ -226,7 +229,8 @@ def measure_submission(service: Service, anchor_url: str, args: argparse.Namespa
             for _ in range(args.rounds)]
     # Shown per round because the service's figure may depend on how many jobs the user already has.
     note = (f"(a) by round, service {', '.join(f'{r[0]:.0f}' for r in runs)} req/s, anchor "
-            f"{', '.join(f'{r[1]:.0f}' for r in runs)} req/s; the user had {len(pending_ids(db))} queued jobs at the end")
+            f"{', '.join(f'{r[1]:.0f}' for r in runs)} req/s; "
+            f"the user had {len(pending_ids(db))} queued jobs at the end")
     return Row("(a) submit job, req/s", statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs),
                "POST /enqueue"), note
 
@@ -281,7 +285,7 @@ def measure_service_worker(service: Service, settings: Settings, db: Database, e
 
 
 def pending_ids(db: Database) -> list[str]:
-    """Ids of jobs not yet finished (the one polled in (b))."""
+    """Ids of the jobs not finished yet."""
     from sqlalchemy import select
 
     from shared.models import Job
@@ -317,7 +321,7 @@ def measure_anchor_worker(anchor_env: dict[str, str], args: argparse.Namespace) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10, help="each wrk run, and the paced submissions of (c)")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="wrk runs per figure; the median is shown")
     parser.add_argument("--rate", type=float, default=5.0, help="submissions per second in (c)")
     parser.add_argument("--jobs", type=int, default=40, help="jobs submitted at once in (d)")
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
@@ -333,7 +337,9 @@ def main() -> None:
         app_port, anchor_port = free_port(), free_port()
         env = {"REDIS_URL": f"{redis_url}/0", "DATABASE_URL": database_url, "DEVORA_ENV": "development",
                "SECRET_KEY": secret, "RATELIMIT_DEFAULT": UNLIMITED, "RATELIMIT_GENERATE_FULLSTACK": UNLIMITED,
-               "RATELIMIT_GENERATE_AGENTIC": UNLIMITED, "LOG_LEVEL": "WARNING", **PLAN_LIMITS}
+               "RATELIMIT_GENERATE_AGENTIC": UNLIMITED, "LOG_LEVEL": "WARNING", **PLAN_LIMITS,
+               # The service's gunicorn.conf.py keeps metrics files here; inside `tmp` they go with the run.
+               "PROMETHEUS_MULTIPROC_DIR": f"{tmp}/metrics"}
         anchor_env = {"ANCHOR_REDIS_URL": f"{redis_url}/14"}
         service = Service(f"http://127.0.0.1:{app_port}", token, project_id)
         anchor_url = f"http://127.0.0.1:{anchor_port}"
@@ -362,7 +368,9 @@ def main() -> None:
         print(f"{row.figure:42} {row.service:9.1f} {row.anchor:9.1f} {row.service / row.anchor:7.3g}  "
               f"{row.anchor_figure}")
     print("ratio = service/anchor: higher is better for req/s and jobs/s, lower is better for latency.")
-    print("The anchor's no-op finishes right after it starts, so its date_done - send time is its queue latency.")
+    print("(c) the service's latency starts when the request inserts the job row; the anchor's when the bench "
+          "process sends the task (no HTTP). A no-op finishes right after it starts, so date_done - send time is "
+          "the anchor's queue latency.")
     for note in [submission_note, *notes]:
         print(note)
     print(f"one pipeline run alone in the bench process (no jobs running): {alone:.2f} s, of which the validation "

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.errors import Conflict, NotFound
-from shared.models import IdempotencyKey, Job
+from shared.models import IdempotencyKey, Job, User
 from shared.models.base import utcnow
 from shared.models.jobs import FINISHED_STATES
 
@@ -199,7 +199,15 @@ def heartbeat(session: Session, claim_: Claim, lease_seconds: int, percent: int 
 
 
 def lock_claimed(session: Session, claim_: Claim) -> Job | None:
-    """The job, locked, if this claim still owns it and it is still running."""
+    """The job, locked, if this claim still owns it and it is still running.
+
+    The owner's row is locked first: users, then jobs, then projects is the order every
+    writer follows, so finishing a job cannot deadlock with the owner's requests.
+    """
+    owner_id = session.scalar(select(Job.owner_id).where(Job.id == claim_.job_id))
+    if owner_id is None:
+        return None
+    session.execute(select(User.id).where(User.id == owner_id).with_for_update())
     return session.scalar(select(Job).where(Job.id == claim_.job_id, Job.claim_token == claim_.token,
                                             Job.status == "running").with_for_update())
 

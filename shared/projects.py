@@ -48,9 +48,15 @@ def list_projects(session: Session, owner_id: uuid.UUID, page: int, per_page: in
 
 
 def get_project(session: Session, owner_id: uuid.UUID, project_id: uuid.UUID, *, for_update: bool = False) -> Project:
-    """The owner's project; another user's project is indistinguishable from a missing one."""
+    """The owner's project; another user's project is indistinguishable from a missing one.
+
+    Writers lock the owner's row before the project's: every path that changes a user's
+    projects (file writes, finished jobs, quota-checked submissions) takes the two locks
+    in that order, so they cannot deadlock on PostgreSQL.
+    """
     query = select(Project).where(Project.id == project_id, Project.owner_id == owner_id)
     if for_update:
+        session.execute(select(User.id).where(User.id == owner_id).with_for_update())
         query = query.with_for_update()
     project = session.scalar(query)
     if project is None:

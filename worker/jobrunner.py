@@ -77,7 +77,7 @@ class _Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self._stopped.wait(self._lease / 3):
             try:
-                with self.db.transaction() as session:
+                with self._db.transaction() as session:
                     jobs.heartbeat(session, self._claim, self._lease)
             except Exception:  # noqa: BLE001 - a missed beat only shortens the lease; the next may succeed
                 logger.warning("could not renew the lease of job %s", self._claim.job_id, exc_info=True)
@@ -127,7 +127,12 @@ def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
         logger.exception("job %s failed", job_id)
         _end(db, claim, status="failed", error=error)
     else:
-        _succeed(db, claim, outcome)
+        try:
+            _succeed(db, claim, outcome)
+        except transient as error:
+            # Storing the result hit a transient failure (a deadlock, a lost connection): the
+            # work is redone on the next attempt rather than left running until the reaper.
+            _retry_or_fail(task, db, settings, claim, error)
     finally:
         heartbeat.stop()
 

@@ -18,6 +18,8 @@ class Job(Timestamps, Base):
     __tablename__ = "jobs"
     __table_args__ = (
         Index("ix_jobs_owner_created", "owner_id", "created_at"),
+        # The concurrent-job quota counts a user's jobs in flight at every submission.
+        Index("ix_jobs_owner_status", "owner_id", "status"),
         # The outbox scan: queued jobs never handed to the broker.
         Index("ix_jobs_status_sent", "status", "sent_at"),
     )

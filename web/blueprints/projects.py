@@ -72,7 +72,8 @@ def update_project(path: ProjectPath, body: ProjectUpdate):
 def delete_project(path: ProjectPath):
     """Delete a project and its files."""
     session = db_session()
-    projects.delete_project(session, projects.get_project(session, current_user().id, path.project_id))
+    projects.delete_project(session, projects.get_project(session, current_user().id, path.project_id,
+                                                          for_update=True))
     session.commit()
     return "", 204
 

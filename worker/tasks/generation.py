@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from shared import projects
 from shared.errors import NotFound
 from shared.generator import GenerationCanceled, ProviderUnavailable, get_provider, run_pipeline
-from shared.models import Job, Project
+from shared.models import Job
 from worker.jobrunner import JobCanceled, JobContext, JobOutcome, run_job
 
 # A provider outage or a database blip is worth another attempt; everything else is final.
@@ -35,9 +35,9 @@ def generate(ctx: JobContext) -> JobOutcome:
     limits = projects.Limits.from_settings(ctx.settings)
 
     def write(session: Session, job: Job) -> None:
-        project = session.get(Project, job.project_id, with_for_update=True) if job.project_id else None
-        if project is None:
+        if job.project_id is None:
             raise NotFound("the project was deleted while the job ran")
+        project = projects.get_project(session, job.owner_id, job.project_id, for_update=True)
         projects.write_files(session, project, files, limits)
 
     return JobOutcome(result={"summary": result.summary.to_dict(), "files": sorted(files)}, apply=write)
