@@ -65,7 +65,7 @@ def main() -> None:
         results: dict[str, list[tuple[float, float]]] = {name: [] for name, *_ in pairs}
         with serve(gunicorn("web:create_app()", app_port), app_env, ROOT, f"{app_url}/healthz"), \
                 serve(gunicorn("bare_web:app", anchor_port), anchor_env, ANCHORS, f"{anchor_url}/hello"):
-            for name, ours, headers, anchor in pairs:  # warm caches and connections
+            for _name, ours, headers, anchor in pairs:  # warm caches and connections
                 wrk(ours, seconds=1, headers=headers)
                 wrk(anchor, seconds=1)
             for _ in range(args.rounds):

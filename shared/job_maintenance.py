@@ -21,12 +21,13 @@ def unsent_jobs(session: Session, *, now: datetime, grace_seconds: float, limit:
 
 
 def reap_stuck_jobs(session: Session, *, now: datetime, hard_limit_seconds: float,
-                    grace_seconds: float) -> tuple[int, int]:
+                    grace_seconds: float, lost_message_seconds: float) -> tuple[int, int]:
     """Deal with jobs nobody is working on; returns (requeued, failed).
 
     A running job whose lease ran out lost its worker: past the hard time limit it
     fails, otherwise it goes back to the outbox for another attempt. A retrying job
-    whose retry message never arrived goes back to the outbox too.
+    whose retry message never arrived goes back to the outbox too, and so does a queued
+    job sent longer ago than any broker would hold a message (it was lost).
     """
     cutoff = now - timedelta(seconds=grace_seconds)
     failed = session.execute(
@@ -45,7 +46,11 @@ def reap_stuck_jobs(session: Session, *, now: datetime, hard_limit_seconds: floa
     late = session.execute(
         update(Job).where(Job.status == "retrying", Job.next_retry_at < cutoff).values(**requeue)
     ).rowcount
-    return lost + late, failed
+    unreceived = session.execute(
+        update(Job).where(Job.status == "queued", Job.sent_at < now - timedelta(seconds=lost_message_seconds))
+        .values(sent_at=None)
+    ).rowcount
+    return lost + late + unreceived, failed
 
 
 def purge_expired_idempotency_keys(session: Session, *, now: datetime) -> int:

@@ -144,13 +144,20 @@ def reset_for_replay(session: Session, reference: str) -> WebhookEvent:
     return row
 
 
-def unsent_events(session: Session, *, now: datetime, grace_seconds: float, limit: int = 500) -> list[uuid.UUID]:
-    """Events never handed to the broker, or whose retry message never came back."""
+def unsent_events(session: Session, *, now: datetime, grace_seconds: float, lost_after_seconds: float = 600,
+                  limit: int = 500) -> list[uuid.UUID]:
+    """Events to (re)send: never handed to the broker, sent but not picked up for a long time
+    (the message was lost, say with a killed worker), or whose retry message never came back.
+
+    Processing claims each event, so sending one twice costs a no-op at worst.
+    """
     cutoff = now - timedelta(seconds=grace_seconds)
+    lost = now - timedelta(seconds=lost_after_seconds)
     return list(session.scalars(
         select(WebhookEvent.id).where(
             or_((WebhookEvent.status == "received") & WebhookEvent.sent_at.is_(None)
                 & (WebhookEvent.received_at <= cutoff),
+                (WebhookEvent.status == "received") & (WebhookEvent.sent_at < lost),
                 (WebhookEvent.status == "retrying") & (WebhookEvent.next_retry_at < cutoff - timedelta(seconds=60))))
         .order_by(WebhookEvent.received_at).limit(limit)))
 

@@ -5,8 +5,6 @@ import re
 
 import pytest
 
-from tests.conftest import STRONG_PASSWORD
-
 
 @pytest.fixture
 def settings_overrides():

@@ -91,3 +91,26 @@ def test_expired_oauth_states_and_codes_are_purged(celery_app, db):
     assert run(celery_app, "maintenance.purge_expired_oauth_states") == 1
     with db.transaction() as session:
         assert session.scalars(select(OAuthTicket.key)).all() == ["live-state"]
+
+
+def test_the_webhook_sweep_resends_events_whose_message_was_lost(client, celery_app, db):
+    from shared.models import WebhookEvent
+    from tests.peers.stripe_events import event, invoice, sign
+
+    for invoice_id in ("in_lost", "in_fresh"):
+        payload = event("invoice.paid", invoice(invoice_id, "cus_nobody"))
+        client.post("/api/v2/webhooks/stripe", data=payload,
+                    headers={"Stripe-Signature": sign(payload, "whsec_test_devora")})
+    with db.transaction() as session:
+        lost = session.scalars(select(WebhookEvent).where(WebhookEvent.payload.contains("in_lost"))).one()
+        lost.sent_at = utcnow() - timedelta(minutes=11)
+    assert run(celery_app, "webhooks.enqueue_unprocessed") == 1, "only the one sent long ago and never processed"
+
+
+def test_reaper_returns_a_long_unreceived_job_to_the_outbox(client, auth_headers, db, celery_app, settings):
+    job_id = submit(client, auth_headers, new_project(client, auth_headers)).get_json()["id"]
+    with db.transaction() as session:
+        session.execute(update(Job).where(Job.id == uuid.UUID(job_id))
+                        .values(sent_at=utcnow() - timedelta(seconds=settings.broker_visibility_timeout + 60)))
+    assert run(celery_app, "maintenance.reap_stuck_jobs") == {"requeued": 1, "failed": 0}
+    assert _job(db, job_id).sent_at is None and _job(db, job_id).status == "queued"

@@ -37,7 +37,7 @@ def reap_stuck_jobs(self) -> dict[str, int]:
     with db.transaction() as session:
         requeued, failed = job_maintenance.reap_stuck_jobs(
             session, now=utcnow(), hard_limit_seconds=settings.job_hard_time_limit_seconds,
-            grace_seconds=settings.job_lease_seconds)
+            grace_seconds=settings.job_lease_seconds, lost_message_seconds=settings.broker_visibility_timeout)
     if requeued or failed:
         logger.warning("stuck jobs: %s requeued, %s failed", requeued, failed)
     return {"requeued": requeued, "failed": failed}
