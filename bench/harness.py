@@ -64,15 +64,18 @@ def running(argv: list[str], env: dict[str, str], cwd: Path, ready: Callable[[],
                     print(f"--- end of the log of {Path(argv[0]).name} {' '.join(argv[1:3])}:\n{tail}", file=sys.stderr)
                 raise
         finally:
-            # The leader may have exited (and been reaped by poll()) while its children live on.
+            # SIGTERM to the leader alone is the warm shutdown of gunicorn and Celery (children
+            # finish what they hold); the group is killed only if that does not end it. The
+            # leader may have exited (and been reaped by poll()) while its children live on.
             with suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+                os.kill(process.pid, signal.SIGTERM)
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                with suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+                pass
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def _tail(log: IO[bytes], chars: int = 3000) -> str:
