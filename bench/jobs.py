@@ -27,20 +27,19 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (  # noqa: E402
-    ANCHORS, BIN, ROOT, celery_worker, embedded_redis, free_port, gunicorn, post_script, running, serve, wrk,
+    ANCHORS, BIN, ROOT, celery_worker, embedded_redis, free_port, fresh_database, gunicorn, post_script, running,
+    serve, wrk,
 )
 
 if TYPE_CHECKING:
@@ -81,28 +80,6 @@ class Service:
     def body(self) -> dict[str, Any]:
         """A generation request for the smallest valid spec."""
         return {"project_id": self.project_id, "spec": SPEC}
-
-
-@contextmanager
-def fresh_database(url: str | None, tmp: str) -> Iterator[str]:
-    """A SQLite file in `tmp`, or the PostgreSQL database `url` created for the run and dropped after it."""
-    if url is None:
-        yield f"sqlite:///{tmp}/bench.db"
-        return
-    import psycopg
-    from psycopg import sql
-
-    parts = urlsplit(url)
-    name = sql.Identifier(parts.path.strip("/"))
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    # CREATE fails when the database exists, so an existing database is never dropped below.
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
-    try:
-        yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(name))
 
 
 def settings_for(database_url: str, redis_url: str, secret: str) -> Settings:

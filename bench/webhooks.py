@@ -35,18 +35,16 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (  # noqa: E402
-    ANCHORS, ROOT, celery_worker, embedded_redis, free_port, gunicorn, running, serve,
+    ANCHORS, ROOT, celery_worker, embedded_redis, free_port, fresh_database, gunicorn, running, serve,
 )
 
 if TYPE_CHECKING:
@@ -141,28 +139,6 @@ class Stored:
     never_sent: int
     lags: list[float]  # seconds from received to processed, of each processed event
     last_processed: datetime | None
-
-
-@contextmanager
-def fresh_database(url: str | None, tmp: str) -> Iterator[str]:
-    """A SQLite file in `tmp`, or the PostgreSQL database `url` created for the run and dropped after it."""
-    if url is None:
-        yield f"sqlite:///{tmp}/bench.db"
-        return
-    import psycopg
-    from psycopg import sql
-
-    parts = urlsplit(url)
-    name = sql.Identifier(parts.path.strip("/"))
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    # CREATE fails when the database exists, so an existing database is never dropped below.
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
-    try:
-        yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(name))
 
 
 def seed(settings: Settings) -> None:
