@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import suppress
 
 import psycopg
 import pytest
@@ -18,6 +22,24 @@ pytest_plugins = ["tests.peers.fixtures", "tests.peers.oauth_fixtures"]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 STRONG_PASSWORD = "Correct-Horse-9"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Stop a process this test started in its own session, then anything left in its group."""
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def start_valkey() -> ValkeyServer:

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,16 +12,12 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.settings import PROJECT_ROOT
+from tests.conftest import free_port, stop_process_group
 from tests.jobs_helpers import SMALL_SPEC
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 TOKEN = "metrics-test-token"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -48,8 +42,7 @@ def server(settings, app, tmp_path):
         assert time.monotonic() < deadline and process.poll() is None, (tmp_path / "gunicorn.log").read_text()
         time.sleep(0.2)
     yield url, tmp_path / "metrics"
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+    stop_process_group(process)
     log.close()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,14 +14,10 @@ import redis
 import requests
 
 from shared.settings import PROJECT_ROOT
+from tests.conftest import free_port
 
 DEVORA = str(Path(sys.executable).parent / "devora")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(predicate, timeout: float, what):

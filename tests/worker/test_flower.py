@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,16 +11,12 @@ import pytest
 import requests
 
 from shared.settings import PROJECT_ROOT
+from tests.conftest import free_port, stop_process_group
 from tests.jobs_helpers import SMALL_SPEC, new_project, submit, wait_for_job
 
 CELERY = str(Path(sys.executable).parent / "celery")
 AUTH = ("ops", "flower-secret")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -46,12 +40,7 @@ def flower(settings, tmp_path):
         assert time.monotonic() < deadline and process.poll() is None, (tmp_path / "flower.log").read_text()
         time.sleep(0.2)
     yield url
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    stop_process_group(process)
     log.close()
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from shared.models import Job, ProjectFile
 from shared.settings import PROJECT_ROOT
+from tests.conftest import stop_process_group
 from tests.jobs_helpers import big_spec, new_project, submit, wait_for_job
 
 CELERY = str(Path(sys.executable).parent / "celery")
@@ -31,12 +32,7 @@ def worker_process(settings, app, tmp_path):
                                 "-n", f"killtest-{os.getpid()}@%h"],
                                cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     yield process
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    stop_process_group(process)
     log.close()
 
 
