@@ -30,10 +30,6 @@ class PaymentRequired(DomainError):
     status, title, type_slug = 402, "Plan limit reached", "plan-limit"
 
 
-class BadGateway(DomainError):
-    status, title, type_slug = 502, "Billing provider refused the request", "billing-provider-error"
-
-
 class ServiceUnavailable(DomainError):
     status, title, type_slug = 503, "Service unavailable", "service-unavailable"
 
