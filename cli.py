@@ -50,7 +50,8 @@ def webhooks_replay(event: str) -> None:
     """Process a stored event again (EVENT: our id or Stripe's evt_... id)."""
     from shared import webhooks as events
     from shared.db import Database
-    from shared.taskqueue import make_producer, send
+    from shared.outbox import hand_over
+    from shared.taskqueue import make_producer
 
     from shared.errors import DomainError
 
@@ -62,9 +63,7 @@ def webhooks_replay(event: str) -> None:
             row_id, stripe_id = row.id, row.stripe_event_id
     except DomainError as error:
         raise click.ClickException(error.detail) from None
-    send(make_producer(settings), "webhooks.process_stripe_event", str(row_id))
-    with db.transaction() as session:
-        events.mark_sent(session, row_id)
+    hand_over(make_producer(settings), db, "webhooks.process_stripe_event", row_id, events.mark_sent)
     click.echo(f"replaying {stripe_id} ({row_id})")
 
 

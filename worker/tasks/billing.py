@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from shared import billing, jobs
 from shared.integrations.stripe_gateway import StripeGateway, StripeTransient
 from shared.models import BillingAccount, Job, User
-from shared.taskqueue import send
+from shared.outbox import hand_over
 from worker.context import database_of, gateway_of, settings_of
 from worker.jobrunner import JobContext, JobOutcome, run_job
 
@@ -73,8 +73,6 @@ def reconcile(self) -> int:
                                      project_id=None, max_attempts=settings.job_max_attempts)
                 created.append(job.id)
     for job_id in created:
-        send(self.app, TASK, str(job_id))
-        with db.transaction() as session:
-            jobs.mark_sent(session, job_id)
+        hand_over(self.app, db, TASK, job_id)
     logger.info("reconcile: %s billing sync job(s) queued", len(created))
     return len(created)

@@ -5,9 +5,9 @@ import logging
 
 from celery import shared_task
 
-from shared import job_maintenance, jobs, oauth_login
+from shared import job_maintenance, oauth_login
 from shared.models.base import utcnow
-from shared.taskqueue import send
+from shared.outbox import hand_over
 from worker.context import database_of, settings_of
 
 logger = logging.getLogger(__name__)
@@ -19,15 +19,11 @@ def requeue_unsent_jobs(self) -> int:
     settings, db = settings_of(self.app), database_of(self.app)
     with db.transaction() as session:
         pending = job_maintenance.unsent_jobs(session, now=utcnow(), grace_seconds=settings.outbox_grace_seconds)
-    sent = 0
     for job_id, task_name in pending:
-        send(self.app, task_name, str(job_id))
-        with db.transaction() as session:
-            jobs.mark_sent(session, job_id)
-        sent += 1
-    if sent:
-        logger.info("requeued %s unsent job(s)", sent)
-    return sent
+        hand_over(self.app, db, task_name, job_id)
+    if pending:
+        logger.info("requeued %s unsent job(s)", len(pending))
+    return len(pending)
 
 
 @shared_task(name="maintenance.reap_stuck_jobs", bind=True)

@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 from shared import webhooks
 from shared.integrations.stripe_gateway import StripeTransient
 from shared.models.base import utcnow
-from shared.taskqueue import send
+from shared.outbox import hand_over
 from worker.context import database_of, gateway_of, settings_of
 from worker.jobrunner import backoff_seconds
 
@@ -59,9 +59,7 @@ def enqueue_unprocessed(self) -> int:
     with db.transaction() as session:
         pending = webhooks.unsent_events(session, now=utcnow(), grace_seconds=settings.outbox_grace_seconds)
     for row_id in pending:
-        send(self.app, TASK, str(row_id))
-        with db.transaction() as session:
-            webhooks.mark_sent(session, row_id)
+        hand_over(self.app, db, TASK, row_id, webhooks.mark_sent)
     if pending:
         logger.info("enqueued %s unprocessed webhook event(s)", len(pending))
     return len(pending)
@@ -84,9 +82,7 @@ def sweep_missed(self) -> int:
             if row is not None:
                 stored.append(row.id)
     for row_id in stored:
-        send(self.app, TASK, str(row_id))
-        with db.transaction() as session:
-            webhooks.mark_sent(session, row_id)
+        hand_over(self.app, db, TASK, row_id, webhooks.mark_sent)
     if stored:
         logger.warning("sweep: %s event(s) had never arrived by webhook", len(stored))
     return len(stored)
