@@ -14,6 +14,7 @@ from shared.security import TokenService
 from shared.settings import Settings, load_settings
 from shared.taskqueue import make_producer
 from web.blueprints import BLUEPRINTS
+from web.auth import init_authentication
 from web.caching import JSONCacheSerializer
 from web.converters import FilePathConverter
 from web.extensions import cache
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.extensions["devora"] = AppState(
         settings=settings, db=Database(settings), tokens=TokenService(settings), limits=Limits.from_settings(settings),
         producer=make_producer(settings), gateway=StripeGateway(settings),
-        dedup=Redis.from_url(settings.resolved_state_url, socket_timeout=settings.redis_socket_timeout,
+        redis=Redis.from_url(settings.resolved_state_url, socket_timeout=settings.redis_socket_timeout,
                              socket_connect_timeout=settings.redis_socket_timeout))
     cache.init_app(app)
     init_request_ids(app)
@@ -64,6 +65,8 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         app.register_api(blueprint)
     app.add_url_rule("/api/v2/openapi.json", "openapi_document", lambda: app.api_doc)
     app.extensions["devora"].limiter = init_limiter(app, settings)
+    # After the limiter's hook: an anonymous flood is limited before it is told 401.
+    init_authentication(app)
     app.extensions["devora"].oauth = init_oauth(app, settings, app.extensions["devora"].db)
     app.teardown_appcontext(close_db_session)
     return app

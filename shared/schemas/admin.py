@@ -8,10 +8,10 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from shared.jobs.kinds import JobKind
+from shared.jobs.states import RETRYABLE, JobStatus, WebhookStatus
 from shared.schemas.common import PageMeta, PageQuery, StoredText
-from shared.schemas.jobs import JobKind, JobOut, JobStatus
-
-WebhookStatus = Literal["received", "processing", "processed", "ignored", "retrying", "failed"]
+from shared.schemas.jobs import JobOut
 MAX_CUSTOMER_IDS = 100
 _CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_]{1,255}$")
 
@@ -73,7 +73,7 @@ class AdminJobPath(BaseModel):
 class ReplayBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    status: Literal["failed", "canceled"]
+    status: Literal[tuple(sorted(RETRYABLE))]  # the states an operator may queue again
     kind: JobKind | None = None
     created_after: AwareDatetime | None = None
     created_before: AwareDatetime | None = None

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shared.jobs.kinds import JobKind
+from shared.jobs.states import JobStatus
 from shared.schemas.common import HeaderModel, PageMeta, PageQuery, StoredText
 from shared.schemas.spec import AppSpec
-
-JobStatus = Literal["queued", "running", "retrying", "succeeded", "failed", "canceled"]
-JobKind = Literal["agentic", "fullstack", "billing_sync"]
 
 
 class GenerateBody(BaseModel):
@@ -48,7 +47,7 @@ class JobError(BaseModel):
 
 class JobOut(BaseModel):
     id: uuid.UUID
-    kind: str
+    kind: JobKind
     status: JobStatus
     project_id: uuid.UUID | None
     progress: JobProgress
