@@ -116,11 +116,6 @@ class StripeGateway:
         with self._translated("retrieve_customer"):
             return self._client.v1.customers.retrieve(customer_id)
 
-    def retrieve_price(self, price_id: str) -> stripe.Price:
-        """Fetch one price, e.g. to check a configured plan exists and is active."""
-        with self._translated("retrieve_price"):
-            return self._client.v1.prices.retrieve(price_id)
-
     def retrieve_subscription(self, subscription_id: str) -> stripe.Subscription:
         """Fetch one subscription."""
         with self._translated("retrieve_subscription"):
@@ -137,11 +132,6 @@ class StripeGateway:
         """The customer's most recent `limit` invoices (one page; Stripe allows at most 100)."""
         with self._translated("list_invoices"):
             return list(self._client.v1.invoices.list(params={"customer": customer_id, "limit": limit}))
-
-    def retrieve_event(self, event_id: str) -> stripe.Event:
-        """Fetch one event, e.g. to re-read a webhook's object in its current state."""
-        with self._translated("retrieve_event"):
-            return self._client.v1.events.retrieve(event_id)
 
     def list_events(self, *, created_gte: int, limit: int = 100) -> list[stripe.Event]:
         """Every event created at or after `created_gte` (Unix seconds), fetched `limit` per page."""
