@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
@@ -21,10 +22,14 @@ from sqlalchemy.orm import Session
 from shared import billing
 from shared.db import Database
 from shared.errors import NotFound
-from shared.integrations.stripe_gateway import StripeGateway, StripeTransient
+from shared.integrations.stripe_gateway import (
+    StripeGateway, StripePermanent, StripeTransient, WebhookPayloadInvalid, field_errors,
+)
 from shared.jobs.lifecycle import MAX_ERROR_LENGTH, backoff_seconds
 from shared.jobs.states import WEBHOOK_PENDING, WebhookStatus
-from shared.models import WebhookEvent
+from shared.models import User, WebhookEvent
+from shared.schemas import stripe_events as shapes
+from shared.schemas.stripe_events import EventEnvelope
 from shared.models.base import utcnow
 from shared.settings import Settings
 
@@ -44,24 +49,38 @@ class Received:
         return self.id is None
 
 
-def receive(db: Database, markers: Redis, *, event_id: str, event_type: str, created: int, livemode: bool,
-            payload: bytes, marker_ttl_seconds: int) -> Received:
+def receive(db: Database, markers: Redis, event: EventEnvelope, payload: bytes, *,
+            marker_ttl_seconds: int) -> Received:
     """Store a verified event once; a duplicate is recognised in Redis or by the unique event id.
 
-    The Redis marker is set only after the event was committed, so a hit is always a true
-    duplicate; without Redis the database's unique constraint decides alone.
+    An event of a handled type whose object lacks what its handler reads is refused
+    (`WebhookPayloadInvalid`) before anything is stored. The Redis marker is set only after
+    the event was committed, so a hit is always a true duplicate; without Redis the
+    database's unique constraint decides alone.
     """
-    marker = f"devora:webhook:{event_id}"
+    check_object(event)
+    marker = f"devora:webhook:{event.id}"
     if _marker_exists(markers, marker):
         return Received(None)
     with db.transaction() as session:
-        row = store(session, event_id=event_id, event_type=event_type, created=created, livemode=livemode,
-                    payload=payload)
+        row = store(session, event, payload)
     try:
         markers.set(marker, "1", nx=True, ex=marker_ttl_seconds)
     except (RedisError, OSError) as error:
-        logger.warning("dedup store unavailable, event %s not marked: %s", event_id, type(error).__name__)
+        logger.warning("dedup store unavailable, event %s not marked: %s", event.id, type(error).__name__)
     return Received(row.id if row is not None else None)
+
+
+def check_object(event: EventEnvelope) -> None:
+    """Refuse an event of a handled type whose `data.object` lacks the shape its handler reads."""
+    handled = HANDLERS.get(event.type)
+    if handled is None:
+        return
+    try:
+        handled.shape.model_validate(event.data.object)
+    except ValidationError as error:
+        raise WebhookPayloadInvalid(f"the {event.type} event's object is not of the shape Stripe sends",
+                                    errors=field_errors(error, ("data", "object"))) from None
 
 
 def _marker_exists(markers: Redis, marker: str) -> bool:
@@ -72,11 +91,10 @@ def _marker_exists(markers: Redis, marker: str) -> bool:
         return False
 
 
-def store(session: Session, *, event_id: str, event_type: str, created: int, livemode: bool,
-          payload: bytes) -> WebhookEvent | None:
+def store(session: Session, event: EventEnvelope, payload: bytes) -> WebhookEvent | None:
     """Record a verified event; None when this event id is already stored."""
-    row = WebhookEvent(stripe_event_id=event_id, type=event_type, stripe_created=created, livemode=livemode,
-                       payload=payload.decode("utf-8"), received_at=utcnow())
+    row = WebhookEvent(stripe_event_id=event.id, type=event.type, stripe_created=event.created,
+                       livemode=event.livemode, payload=payload.decode("utf-8"), received_at=utcnow())
     try:
         with session.begin_nested():
             session.add(row)
@@ -121,32 +139,54 @@ def process(db: Database, gateway: StripeGateway, settings: Settings, row_id: uu
 Handler = Callable[[Session, dict[str, Any], int, StripeGateway, Settings], dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class Handled:
+    """How an event type is applied, and the shape of `data.object` it reads (checked at receipt)."""
+
+    shape: type[BaseModel]
+    apply: Handler
+
+
 def apply(session: Session, row: WebhookEvent, gateway: StripeGateway,
           settings: Settings) -> tuple[WebhookStatus, dict]:
     """Apply a stored event; returns its final status (`processed` or `ignored`) and a summary."""
     event = json.loads(row.payload)
-    handler = HANDLERS.get(row.type)
-    if handler is None:
+    handled = HANDLERS.get(row.type)
+    if handled is None:
         return WebhookStatus.IGNORED, {"reason": f"{row.type} needs no action here"}
-    summary = handler(session, event["data"]["object"], row.stripe_created, gateway, settings)
+    summary = handled.apply(session, event["data"]["object"], row.stripe_created, gateway, settings)
     return (WebhookStatus.IGNORED if summary.get("ignored") else WebhookStatus.PROCESSED), summary
 
 
 def _checkout_completed(session, obj, created, gateway, settings) -> dict[str, Any]:
-    user_ref = obj.get("client_reference_id") or (obj.get("metadata") or {}).get("user_id")
     account = billing.account_by_customer(session, obj.get("customer"))
-    if account is None and user_ref:
-        account = billing.account_for(session, uuid.UUID(user_ref))
-        account.stripe_customer_id = obj.get("customer")
+    user_id = _our_user(session, obj.get("client_reference_id") or (obj.get("metadata") or {}).get("user_id"))
+    if account is None and user_id is not None and obj.get("customer"):
+        account = billing.account_for(session, user_id)
+        account.stripe_customer_id = obj["customer"]
     if account is None:
         return {"ignored": True, "reason": "checkout for an unknown customer"}
     if not obj.get("subscription"):
         return {"ignored": True, "reason": "checkout without a subscription"}
     # The session names the subscription but does not carry it: Stripe's current view is authoritative.
-    subscription = gateway.retrieve_subscription(obj["subscription"]).to_dict()
+    try:
+        subscription = gateway.retrieve_subscription(obj["subscription"]).to_dict()
+    except StripePermanent as error:
+        if error.http_status != 404:
+            raise
+        return {"ignored": True, "reason": "checkout for a subscription Stripe does not know"}
     applied = billing.apply_subscription(session, account, subscription, as_of=created, settings=settings)
     return {"user_id": str(account.user_id), "subscription": subscription["id"], "applied": applied,
             "plan": account.plan, "status": account.subscription_status}
+
+
+def _our_user(session: Session, reference: str | None) -> uuid.UUID | None:
+    """The user a checkout names, if the reference is one of our user ids (another app's is ignored)."""
+    try:
+        user_id = uuid.UUID(reference) if reference else None
+    except ValueError:
+        return None
+    return user_id if user_id is not None and session.get(User, user_id) is not None else None
 
 
 def _subscription_changed(session, obj, created, gateway, settings) -> dict[str, Any]:
@@ -185,13 +225,14 @@ def _customer_deleted(session, obj, created, gateway, settings) -> dict[str, Any
     return {"user_id": str(account.user_id), "customer": obj.get("id"), "plan": account.plan}
 
 
-HANDLERS: dict[str, Handler] = {
-    "checkout.session.completed": _checkout_completed,
-    **{f"customer.subscription.{verb}": _subscription_changed for verb in ("created", "updated", "deleted")},
-    **{f"invoice.{verb}": _invoice_changed
-       for verb in ("created", "finalized", "paid", "payment_succeeded", "payment_failed", "updated", "voided")},
-    "customer.updated": _customer_updated,
-    "customer.deleted": _customer_deleted,
+_INVOICE_VERBS = ("created", "finalized", "paid", "payment_succeeded", "payment_failed", "updated", "voided")
+HANDLERS: dict[str, Handled] = {
+    "checkout.session.completed": Handled(shapes.CheckoutSession, _checkout_completed),
+    **{f"customer.subscription.{verb}": Handled(shapes.Subscription, _subscription_changed)
+       for verb in ("created", "updated", "deleted")},
+    **{f"invoice.{verb}": Handled(shapes.InvoiceObject, _invoice_changed) for verb in _INVOICE_VERBS},
+    "customer.updated": Handled(shapes.CustomerObject, _customer_updated),
+    "customer.deleted": Handled(shapes.CustomerObject, _customer_deleted),
 }
 
 
@@ -242,11 +283,17 @@ def store_missed(db: Database, gateway: StripeGateway, settings: Settings) -> li
         known = stored_ids(session, [event.id for event in events])
     stored = []
     with db.transaction() as session:
-        for event in events:
-            if event.id in known:
+        for listed in events:
+            if listed.id in known:
                 continue
-            row = store(session, event_id=event.id, event_type=event.type, created=int(event.created),
-                        livemode=bool(event.livemode), payload=json.dumps(event.to_dict()).encode())
+            payload = json.dumps(listed.to_dict()).encode()
+            try:
+                event = EventEnvelope.model_validate_json(payload)
+                check_object(event)
+            except (ValidationError, WebhookPayloadInvalid) as error:
+                logger.warning("sweep: event %s is not of a shape we can store: %s", listed.id, error)
+                continue
+            row = store(session, event, payload)
             if row is not None:
                 stored.append(row)
     return stored

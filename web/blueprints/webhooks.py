@@ -29,12 +29,18 @@ def stripe_webhook():
     payload = request.get_data(cache=False)
     try:
         event = state().gateway.construct_event(payload, request.headers.get("Stripe-Signature"))
-    except (WebhookSignatureInvalid, WebhookPayloadInvalid) as error:
+    except WebhookSignatureInvalid as error:
         WEBHOOKS_RECEIVED.labels("unverified", "rejected").inc()
         raise BadWebhook(str(error)) from None
-    received = webhooks.receive(state().db, state().redis, event_id=event.id, event_type=event.type,
-                                created=int(event.created), livemode=bool(event.livemode), payload=payload,
-                                marker_ttl_seconds=state().settings.webhook_dedup_ttl_seconds)
+    except WebhookPayloadInvalid as error:
+        WEBHOOKS_RECEIVED.labels("malformed", "rejected").inc()
+        raise BadWebhook(str(error), errors=error.errors) from None
+    try:
+        received = webhooks.receive(state().db, state().redis, event, payload,
+                                    marker_ttl_seconds=state().settings.webhook_dedup_ttl_seconds)
+    except WebhookPayloadInvalid as error:
+        WEBHOOKS_RECEIVED.labels(event.type, "rejected").inc()
+        raise BadWebhook(str(error), errors=error.errors) from None
     WEBHOOKS_RECEIVED.labels(event.type, "duplicate" if received.duplicate else "stored").inc()
     if not received.duplicate:
         enqueue(received, WEBHOOK_EVENTS)
