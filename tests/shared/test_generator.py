@@ -18,6 +18,7 @@ from shared.generator import (
     GenerationFailed,
     GenerationProvider,
     Plan,
+    RunContext,
     ValidationReport,
     plan_files,
     render,
@@ -266,8 +267,8 @@ class BreaksFirstGeneration(EmbeddedProvider):
         self.path, self.target, self.replacement = path, target, replacement
         self.generated = 0
 
-    def generate(self, plan: Plan) -> dict[str, str]:
-        files = super().generate(plan)
+    def generate(self, plan: Plan, run: RunContext) -> dict[str, str]:
+        files = super().generate(plan, run)
         self.generated += 1
         if self.generated == 1:
             assert self.target in files[self.path]
@@ -278,13 +279,14 @@ class BreaksFirstGeneration(EmbeddedProvider):
 class NeverRepairs(EmbeddedProvider):
     """Test double: every output, repaired or not, has a syntax error."""
 
-    def generate(self, plan: Plan) -> dict[str, str]:
-        files = super().generate(plan)
+    def generate(self, plan: Plan, run: RunContext) -> dict[str, str]:
+        files = super().generate(plan, run)
         files["notes/models.py"] += "\ndef broken(:\n"
         return files
 
-    def repair(self, plan: Plan, files: Mapping[str, str], report: ValidationReport) -> dict[str, str]:
-        return self.generate(plan)
+    def repair(self, plan: Plan, files: Mapping[str, str], report: ValidationReport,
+               run: RunContext) -> dict[str, str]:
+        return self.generate(plan, run)
 
 
 def test_pipeline_reports_stages_in_order() -> None:

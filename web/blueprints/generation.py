@@ -5,7 +5,8 @@ from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
 from shared import billing, jobs, projects
-from shared.schemas.jobs import GenerateBody, IdempotencyHeader
+from shared.errors import Unprocessable
+from shared.schemas.jobs import SPEC_REQUIRED, GenerateBody, IdempotencyHeader
 from web.auth import current_user
 from web.dispatch import enqueue
 from web.metrics import JOBS_SUBMITTED
@@ -26,9 +27,11 @@ def _authenticate() -> None:
 def submit_generation(kind: str, body: GenerateBody, header: IdempotencyHeader) -> Response:
     """Record the job, commit, then hand it to the broker (the outbox covers a failed send)."""
     user = current_user()
+    settings = state().settings
+    if body.spec is None and settings.generation_needs_spec:
+        raise Unprocessable(SPEC_REQUIRED, field="body.spec")
     session = db_session()
     projects.get_project(session, user.id, body.project_id)
-    settings = state().settings
     fingerprint = jobs.request_fingerprint(kind, body.model_dump(mode="json"))
     if header.idempotency_key:
         replay = jobs.find_replay(session, user.id, header.idempotency_key, fingerprint)
@@ -39,7 +42,7 @@ def submit_generation(kind: str, body: GenerateBody, header: IdempotencyHeader) 
     billing.enforce_quota(session, user.id, settings)
     job, created = jobs.submit(
         session, owner_id=user.id, kind=kind, task_name=TASK, project_id=body.project_id,
-        payload={"spec": body.spec.model_dump(mode="json"), "prompt": body.prompt},
+        payload={"spec": body.spec.model_dump(mode="json") if body.spec else None, "prompt": body.prompt},
         max_attempts=settings.job_max_attempts, idempotency_key=header.idempotency_key, fingerprint=fingerprint,
         key_ttl_seconds=settings.idempotency_key_ttl_seconds,
     )
