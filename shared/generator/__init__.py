@@ -9,6 +9,7 @@ from shared.generator.errors import (
     ProviderUnavailable,
     TokenBudgetExceeded,
 )
+from shared.generator.llm_provider import LLMProvider
 from shared.generator.pipeline import GenerationResult, GenerationSummary, run_pipeline
 from shared.generator.provider import EmbeddedProvider, GenerationProvider, GenerationRequest, Plan
 from shared.generator.registry import PROVIDERS, get_provider
@@ -25,6 +26,7 @@ __all__ = [
     "GenerationRequest",
     "GenerationResult",
     "GenerationSummary",
+    "LLMProvider",
     "Plan",
     "PlanInvalid",
     "PlannedFile",

@@ -142,8 +142,9 @@ class LLMProvider:
             raise TokenBudgetExceeded(run.tokens_used, cap)
         limit = self.settings.llm_max_output_tokens
 
-        def progress(tokens: int, text: str) -> None:
-            run.report(fraction=min(_MAX_CALL_FRACTION, tokens / limit), detail=describe(text), pending_tokens=tokens)
+        def progress(call_tokens: int, text: str) -> None:
+            written = len(text) / 4 / limit
+            run.report(fraction=min(_MAX_CALL_FRACTION, written), detail=describe(text), pending_tokens=call_tokens)
 
         try:
             completion = self.client.complete(messages, response_format=response_format,

@@ -35,6 +35,7 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 SERVER_MESSAGE_CHARS = 300
 
 Message = Mapping[str, str]
+# (tokens of the call so far, prompt included; the text so far)
 ProgressHook = Callable[[int, str], None]
 CancelHook = Callable[[], bool]
 
@@ -126,11 +127,9 @@ class _Call:
 
     @property
     def completion_estimate(self) -> int:
-        # Servers stream about one token a chunk; a server that batches chunks is still counted at
-        # least a token per eight characters. The usage chunk at the end replaces the estimate.
-        if self.usage is not None:
-            return self.usage[1]
-        return max(self.chunks, self.chars // 8)
+        # Servers stream one token a chunk, so while the text flows the count of chunks is the
+        # count of tokens; the usage chunk at the end replaces it.
+        return self.usage[1] if self.usage is not None else self.chunks
 
     def usage_so_far(self) -> dict[str, int]:
         if self.usage is not None:
@@ -141,9 +140,9 @@ class _Call:
         if chunk.usage is not None:
             self.usage = (chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
         for choice in chunk.choices or ():
-            self.chunks += 1
             content = choice.delta.content if choice.delta is not None else None
             if content:
+                self.chunks += 1
                 self.parts.append(content)
                 self.chars += len(content)
             if choice.finish_reason:
@@ -162,13 +161,15 @@ class _Call:
     def report(self, now: float | None = None) -> None:
         if self._on_progress is not None:
             self._last_report = time.monotonic() if now is None else now
-            self._on_progress(self.completion_estimate, "".join(self.parts))
+            self._on_progress(sum(self.usage_so_far().values()), "".join(self.parts))
 
     def result(self) -> Completion:
         usage = self.usage
         if usage is None:
             logger.info("the model server sent no token usage; counting an estimate")
-        prompt, completion = usage or (self.prompt_estimate, self.completion_estimate)
+        # Without usage from the server, a server that batched tokens into chunks is still counted
+        # at about four characters a token.
+        prompt, completion = usage or (self.prompt_estimate, max(self.chunks, (self.chars + 3) // 4))
         return Completion("".join(self.parts), prompt, completion, self.finish_reason, usage is not None)
 
 
@@ -195,12 +196,12 @@ class LLMClient:
     def complete(self, messages: Sequence[Message], *, response_format: Mapping[str, Any] | None = None,
                  token_budget: int | None = None, on_progress: ProgressHook | None = None,
                  should_cancel: CancelHook | None = None) -> Completion:
-        """Stream one chat completion; `on_progress(tokens_so_far, text_so_far)` is paced, not per token.
+        """Stream one chat completion; `on_progress(call_tokens_so_far, text_so_far)` is paced, not per token.
 
         Raises LLMUnavailable, LLMRejected, LLMCanceled or LLMBudgetExceeded (`token_budget` is the
         number of tokens, prompt included, this call may use).
         """
-        prompt_estimate = sum(estimate_tokens(message["content"]) + 4 for message in messages)
+        prompt_estimate = estimate_tokens("".join(message["content"] for message in messages))
         call = _Call(prompt_estimate, token_budget, on_progress, self._progress_interval)
         request: dict[str, Any] = {
             "model": self.model, "messages": [dict(message) for message in messages], "stream": True,
