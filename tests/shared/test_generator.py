@@ -18,6 +18,7 @@ from shared.generator import (
     GenerationFailed,
     GenerationProvider,
     Plan,
+    ProviderRejected,
     RunContext,
     ValidationReport,
     plan_files,
@@ -347,3 +348,20 @@ def test_pipeline_rejects_bad_arguments() -> None:
         run_pipeline(SMALL, "agentic", max_repairs=11)
     with pytest.raises(ValueError):
         run_pipeline(SMALL, "mobile")
+
+
+def test_the_embedded_provider_refuses_a_prompt_alone() -> None:
+    with pytest.raises(ProviderRejected, match="needs a structured `spec`") as caught:
+        run_pipeline(None, "agentic", prompt="a todo app")
+    assert caught.value.reason == "spec_required" and caught.value.usage == {}
+
+
+def test_the_embedded_provider_builds_from_the_spec_when_a_prompt_comes_with_it() -> None:
+    with_prompt = run_pipeline(SMALL, "agentic", prompt="notes, but make it pink")
+    assert with_prompt.files == render(AppSpec.model_validate(SMALL), "agentic")
+    assert with_prompt.summary.usage == {} and with_prompt.summary.total_tokens == 0
+
+
+def test_a_request_needs_a_spec_or_a_prompt() -> None:
+    with pytest.raises(ValueError, match="needs a spec or a prompt"):
+        run_pipeline(None, "agentic", prompt="   ")
