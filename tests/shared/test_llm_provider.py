@@ -92,7 +92,8 @@ def test_an_invalid_plan_goes_back_with_its_errors_and_the_corrected_one_is_used
 def test_a_plan_still_invalid_after_every_attempt_fails_clearly(openai_peer, llm_settings):
     openai_peer.script(Reply("I cannot decide on a name."), Reply('{"app_name": "json", "entities": []}'))
     with pytest.raises(PlanInvalid) as caught:
-        run_pipeline(None, "agentic", prompt=BOOKSHOP_PROMPT, provider=LLMProvider(llm_settings(llm_max_plan_attempts=2)))
+        run_pipeline(None, "agentic", prompt=BOOKSHOP_PROMPT,
+                     provider=LLMProvider(llm_settings(llm_max_plan_attempts=2)))
     message = str(caught.value)
     assert message.startswith("the model did not produce a valid spec in 2 attempt(s):")
     assert "clashes with the Python standard library" in message and "at least one entity" in message
@@ -166,7 +167,8 @@ def test_the_model_cannot_replace_the_rendered_tests(openai_peer, llm_settings):
     bad = broken(implementation(), *BROKEN_STATUS)
     answer = {**bad, "tests/test_api.py": fake_tests, "tests/test_more.py": fake_tests, "README.md": "# mine\n",
               "unittest.py": "raise SystemExit(0)\n"}
-    openai_peer.script(Reply(files_answer(answer)), Reply(files_answer({"bookshop/app.py": implementation()["bookshop/app.py"]})))
+    fixed = {"bookshop/app.py": implementation()["bookshop/app.py"]}
+    openai_peer.script(Reply(files_answer(answer)), Reply(files_answer(fixed)))
     result = run_pipeline(BOOKSHOP, "agentic", provider=LLMProvider(llm_settings()), max_repairs=1)
 
     assert result.summary.repair_attempts == 1, "the first round failed: the fake tests were not run"
@@ -211,10 +213,12 @@ def test_oversized_files_are_refused(openai_peer, llm_settings):
      ProviderRejected, "context window"),
     (Reply("too late", delay=30), ProviderUnavailable, "did not answer within 0.5 s"),
 ], ids=["429", "503", "context", "timeout"])
-def test_model_failures_become_transient_or_permanent_pipeline_errors(openai_peer, llm_settings, reply, error, fragment):
+def test_model_failures_become_transient_or_permanent_pipeline_errors(openai_peer, llm_settings, reply, error,
+                                                                     fragment):
     openai_peer.script(reply)
     with pytest.raises(error, match=fragment) as caught:
-        run_pipeline(None, "agentic", prompt=BOOKSHOP_PROMPT, provider=LLMProvider(llm_settings(llm_timeout_seconds=0.5)))
+        run_pipeline(None, "agentic", prompt=BOOKSHOP_PROMPT,
+                     provider=LLMProvider(llm_settings(llm_timeout_seconds=0.5)))
     if isinstance(caught.value, ProviderUnavailable) and "429" in str(caught.value):
         assert caught.value.retry_after == 12
 
