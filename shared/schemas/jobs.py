@@ -12,21 +12,23 @@ from shared.jobs.states import JobStatus
 from shared.schemas.common import HeaderModel, PageMeta, PageQuery, StoredText
 from shared.schemas.spec import AppSpec
 
+SPEC_REQUIRED = ("the embedded generator needs a structured `spec`; a free-text `prompt` alone needs a "
+                 "language-model provider (GENERATION_PROVIDER=llm), which is not configured")
 
 class GenerateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     project_id: uuid.UUID
-    prompt: StoredText | None = Field(None, max_length=20000, description="Free-text request; needs a language-model provider")
-    spec: AppSpec | None = Field(None, description="Structured application spec (required by the embedded provider)")
+    prompt: StoredText | None = Field(None, max_length=20000,
+                                      description="Free-text request; alone, it needs the language-model provider")
+    spec: AppSpec | None = Field(None, description="Structured application spec (required by the embedded "
+                                                   "provider; with a prompt, constraints for the model's plan)")
 
     @model_validator(mode="after")
-    def _needs_a_spec(self) -> GenerateBody:
-        if self.spec is None:
-            if self.prompt:
-                raise ValueError("the embedded generator needs a structured `spec`; a free-text `prompt` alone "
-                                 "needs a language-model provider, which is not configured")
-            raise ValueError("a `spec` is required")
+    def _needs_something_to_build(self) -> GenerateBody:
+        # Whether a prompt alone will do depends on the configured provider: the view checks that.
+        if self.spec is None and not (self.prompt and self.prompt.strip()):
+            raise ValueError("a `spec` or a `prompt` is required")
         return self
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
+from shared.errors import Unprocessable
 from shared.jobs import submission
 from shared.jobs.kinds import JobKind
-from shared.schemas.jobs import GenerateBody, IdempotencyHeader
+from shared.schemas.jobs import SPEC_REQUIRED, GenerateBody, IdempotencyHeader
 from web.auth import current_user
 from web.dispatch import enqueue
 from web.metrics import JOBS_SUBMITTED
@@ -20,10 +21,12 @@ bp = APIBlueprint("generation", __name__, url_prefix="/api/v2/generate", abp_tag
 
 def submit_generation(kind: JobKind, body: GenerateBody, header: IdempotencyHeader) -> Response:
     """Record the job, commit, then hand it to the broker (the outbox covers a failed send)."""
+    if body.spec is None and state().settings.generation_needs_spec:
+        raise Unprocessable(SPEC_REQUIRED, field="body.spec")
     session = db_session()
     job, created = submission.submit_generation(
         session, state().settings, owner_id=current_user().id, kind=kind, project_id=body.project_id,
-        payload={"spec": body.spec.model_dump(mode="json"), "prompt": body.prompt},
+        payload={"spec": body.spec.model_dump(mode="json") if body.spec else None, "prompt": body.prompt},
         idempotency_key=header.idempotency_key)
     session.commit()
     if created:
