@@ -7,7 +7,7 @@ from celery import Celery
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
-from shared.jobs.kinds import TASK_QUEUES, Queue
+from shared.jobs.kinds import QUIET_TASKS, TASK_QUEUES, Queue
 from shared.settings import Settings
 
 # Plain strings from here on: kombu and the broker need no enum.
@@ -42,6 +42,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_exchange": str(Queue.DEFAULT),
         "task_default_routing_key": str(Queue.DEFAULT),
         "task_routes": TASK_ROUTES,
+        "task_annotations": {str(name): {"send_events": False} for name in QUIET_TASKS},
         # Our tasks are idempotent (a job row is claimed before work starts), so a
         # message is acknowledged only after the work and requeued if its worker dies.
         "task_acks_late": True,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from celery import Celery
 from celery.signals import worker_process_init
+from redis import Redis
 
 from shared.db import Database
 from shared.integrations.stripe_gateway import StripeGateway
@@ -10,6 +11,7 @@ from shared.settings import Settings
 
 _databases: dict[int, Database] = {}
 _gateways: dict[int, StripeGateway] = {}
+_brokers: dict[int, Redis | None] = {}
 
 
 def settings_of(app: Celery) -> Settings:
@@ -30,6 +32,17 @@ def gateway_of(app: Celery) -> StripeGateway:
     if gateway is None:
         gateway = _gateways[id(app)] = StripeGateway(settings_of(app))
     return gateway
+
+
+def broker_redis_of(app: Celery) -> Redis | None:
+    """A plain client of the broker's Redis (None when the broker is not Redis, e.g. RabbitMQ)."""
+    if id(app) not in _brokers:
+        settings = settings_of(app)
+        url = settings.resolved_broker_url
+        _brokers[id(app)] = (Redis.from_url(url, socket_timeout=settings.redis_socket_timeout,
+                                            socket_connect_timeout=settings.redis_socket_timeout)
+                             if url.startswith(("redis://", "rediss://", "unix://")) else None)
+    return _brokers[id(app)]
 
 
 @worker_process_init.connect

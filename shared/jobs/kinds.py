@@ -45,6 +45,15 @@ TASK_QUEUES: dict[TaskName, Queue] = {
 }
 
 
+# Housekeeping beat runs every few seconds or minutes: kept out of Flower (no task events)
+# and out of the logs unless a run has something to say.
+QUIET_TASKS = frozenset({
+    TaskName.MAINTENANCE_REQUEUE_UNSENT_JOBS, TaskName.MAINTENANCE_REAP_STUCK_JOBS,
+    TaskName.MAINTENANCE_PURGE_IDEMPOTENCY_KEYS, TaskName.MAINTENANCE_PURGE_EXPIRED_OAUTH_STATES,
+    TaskName.WEBHOOKS_ENQUEUE_UNPROCESSED,
+})
+
+
 class JobKind(StrEnum):
     AGENTIC = "agentic"
     FULLSTACK = "fullstack"

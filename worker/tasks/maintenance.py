@@ -4,24 +4,46 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from redis.exceptions import RedisError
 
 from shared import oauth_login
-from shared.jobs import lifecycle, submission
+from shared.jobs import lifecycle, recovery, submission
 from shared.jobs.kinds import TaskName
-from shared.jobs.outbox import JOBS
+from shared.jobs.outbox import JOBS, WEBHOOK_EVENTS
 from shared.models.base import utcnow
-from worker.context import database_of, settings_of
+from worker.context import broker_redis_of, database_of, settings_of
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(name=TaskName.MAINTENANCE_REQUEUE_UNSENT_JOBS, bind=True)
 def requeue_unsent_jobs(self) -> int:
-    """Send queued jobs the broker never received (it was down when they were submitted)."""
-    sent = JOBS.sweep(self.app, database_of(self.app), grace_seconds=settings_of(self.app).outbox_grace_seconds)
+    """Send queued jobs the broker never received (it was down when they were submitted, or lost its data)."""
+    db, grace = database_of(self.app), settings_of(self.app).outbox_grace_seconds
+    if _broker_lost_data(broker_redis_of(self.app), db):
+        # The events' own sweep may just have run; they go out now, not on its next turn.
+        WEBHOOK_EVENTS.sweep(self.app, db, grace_seconds=grace)
+    sent = JOBS.sweep(self.app, db, grace_seconds=grace)
     if sent:
         logger.info("requeued %s unsent job(s)", sent)
     return sent
+
+
+def _broker_lost_data(broker, db) -> bool:
+    """Whether the broker's Redis lost its data; if so everything waiting is back in the outbox."""
+    if broker is None:
+        return False  # RabbitMQ keeps durable queues across restarts
+    try:
+        lost = recovery.broker_lost_data(broker)
+    except (RedisError, OSError) as error:
+        logger.warning("could not check the broker for lost data: %s", type(error).__name__)
+        return False
+    if lost:
+        with db.transaction() as session:
+            jobs, events = recovery.return_everything_waiting(session)
+        logger.warning("the broker's data is new or was lost: %s job(s) and %s webhook event(s) go out again",
+                       jobs, events)
+    return lost
 
 
 @shared_task(name=TaskName.MAINTENANCE_REAP_STUCK_JOBS, bind=True)
