@@ -38,3 +38,28 @@ def test_every_beat_entry_names_a_registered_task_and_expires():
     for name, entry in BEAT_SCHEDULE.items():
         assert entry["task"] == name and name in app.tasks, name
         assert 0 < entry["options"]["expires"], name
+
+
+def test_housekeeping_tasks_stay_out_of_flower_and_the_routine_logs():
+    import logging
+
+    from shared.jobs.kinds import QUIET_TASKS, TaskName
+    from worker.signals import _quiet_housekeeping
+
+    app = make_app()
+    assert all(not app.tasks[name].send_events for name in QUIET_TASKS)
+    assert app.tasks[TaskName.GENERATION_RUN].send_events, "real work stays visible"
+
+    def record(logger, level, msg, args=(), data=None):
+        made = logging.LogRecord(logger, level, __file__, 1, msg, args, None)
+        if data is not None:
+            made.data = data
+        return made
+
+    sweep = {"name": str(TaskName.MAINTENANCE_REQUEUE_UNSENT_JOBS)}
+    assert not _quiet_housekeeping(record("celery.app.trace", logging.INFO, "succeeded", data=sweep))
+    assert not _quiet_housekeeping(record("celery.beat", logging.INFO, "Scheduler: Sending due task %s (%s)",
+                                          ("x", str(TaskName.WEBHOOKS_ENQUEUE_UNPROCESSED))))
+    assert _quiet_housekeeping(record("celery.app.trace", logging.ERROR, "raised", data=sweep)), "failures pass"
+    assert _quiet_housekeeping(record("celery.app.trace", logging.INFO, "succeeded",
+                                      data={"name": str(TaskName.GENERATION_RUN)}))
