@@ -215,6 +215,11 @@ class Settings(BaseSettings):
         return self.generation_provider != "llm"
 
     @property
+    def billing_enabled(self) -> bool:
+        """Stripe is configured; outside production billing may be left off for development."""
+        return bool(self.stripe_api_key.get_secret_value())
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
@@ -222,3 +227,4 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, with explicit overrides on top."""
     return Settings(**overrides)
+

@@ -118,6 +118,10 @@ def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
         _end(db, claim, status=JobStatus.FAILED, error=error, error_type="TimeLimitExceeded")
     except transient as error:
         _retry_or_fail(task, db, settings, claim, error)
+    except DomainError as error:
+        # An expected refusal (billing not configured, a project over its limits): no traceback.
+        logger.warning("job %s failed: %s", job_id, error)
+        _end(db, claim, status=JobStatus.FAILED, error=error)
     except Exception as error:  # noqa: BLE001 - any other failure is permanent and recorded on the job
         logger.exception("job %s failed", job_id)
         _end(db, claim, status=JobStatus.FAILED, error=error)

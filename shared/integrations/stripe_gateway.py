@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import stripe
 from pydantic import ValidationError
 
+from shared.errors import ServiceUnavailable
 from shared.schemas.stripe_events import EventEnvelope
 from shared.settings import Settings
 
@@ -70,6 +71,15 @@ def field_errors(error: ValidationError, prefix: tuple[str, ...] = ()) -> list[d
 def _signed_at(header: str | None) -> int:
     # verify_header accepted the header, so it has a numeric t=.
     return int(next(part[2:] for part in (header or "").split(",") if part.startswith("t=")))
+
+
+class BillingNotConfigured(ServiceUnavailable):
+    """No STRIPE_API_KEY (allowed outside production): nothing is sent to Stripe at all."""
+
+    title, type_slug = "Billing not configured", "billing-not-configured"
+
+    def __init__(self) -> None:
+        super().__init__("billing is not configured on this server (STRIPE_API_KEY is not set)")
 
 
 class StripeGateway:
@@ -206,6 +216,8 @@ class StripeGateway:
 
     @contextmanager
     def _translated(self, operation: str) -> Iterator[None]:
+        if not self._api_key.get_secret_value():
+            raise BillingNotConfigured()
         try:
             yield
         except stripe.StripeError as exc:

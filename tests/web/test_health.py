@@ -15,7 +15,8 @@ def settings(database_url, redis_url, doomed_redis):
 def test_readyz_names_redis_while_it_is_down_and_recovers(client, doomed_redis):
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.get_json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok", "broker": "ok"}}
+    assert ready.get_json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok", "broker": "ok",
+                                                          "billing": "ok"}}
 
     port = doomed_redis.port
     doomed_redis.stop()

@@ -6,6 +6,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from shared import billing
 from shared.errors import Conflict
+from shared.integrations.stripe_gateway import BillingNotConfigured
 from shared.jobs import submission
 from shared.models.base import utcnow
 from shared.schemas.billing import (
@@ -28,6 +29,12 @@ def list_plans():
     return PlanList(items=[PlanOut(**vars(p)) for p in billing.plans(state().settings).values()]).model_dump()
 
 
+def _require_stripe() -> None:
+    """Refuse at once, without a network call, what only Stripe can do when billing is off."""
+    if not state().settings.billing_enabled:
+        raise BillingNotConfigured()
+
+
 def _customer_id(user) -> str:
     """The user's Stripe customer, created (once, by a deterministic key) when missing."""
     session = db_session()
@@ -41,6 +48,7 @@ def _customer_id(user) -> str:
 @bp.post("/checkout", responses=responses({200: RedirectOut}, 401, 409, 502, 503), security=BEARER)
 def checkout(body: CheckoutBody):
     """A Stripe Checkout page that subscribes the user to a paid plan."""
+    _require_stripe()
     user = current_user()
     settings = state().settings
     account = billing.find_account(db_session(), user.id)
@@ -59,6 +67,7 @@ def checkout(body: CheckoutBody):
 @bp.post("/portal", responses=responses({200: RedirectOut}, 401, 409, 502, 503), security=BEARER)
 def portal():
     """A Stripe Customer Portal page to manage the subscription and payment methods."""
+    _require_stripe()
     user = current_user()
     account = billing.find_account(db_session(), user.id)
     if account is None or account.stripe_customer_id is None:
@@ -95,9 +104,10 @@ def invoices():
     return Response(body, mimetype="application/json")
 
 
-@bp.post("/sync", responses=responses({202: JOB_ACCEPTED}, 401), security=BEARER)
+@bp.post("/sync", responses=responses({202: JOB_ACCEPTED}, 401, 503), security=BEARER)
 def sync():
     """Refresh the customer, subscription and invoices from Stripe in a background job."""
+    _require_stripe()
     session = db_session()
     job = submission.submit_billing_sync(session, state().settings, current_user().id)
     session.commit()

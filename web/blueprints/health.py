@@ -32,9 +32,11 @@ def healthz():
 
 @bp.get("/readyz", responses=responses({200: Readiness}, 503))
 def readyz():
-    """Database, Redis and broker reachable: 200; otherwise 503 naming what failed."""
+    """Database, Redis and broker reachable: 200; otherwise 503 naming what failed. Billing is reported."""
     checks = {"database": _check(_database), "redis": _check(_redis), "broker": _check(_broker)}
     failed = sorted(name for name, result in checks.items() if result != "ok")
+    # Reported, never failing readiness: outside production billing may be off on purpose.
+    checks["billing"] = "ok" if state().settings.billing_enabled else "disabled (STRIPE_API_KEY is not set)"
     if failed:
         raise ServiceUnavailable(f"not ready: {', '.join(failed)} unreachable", checks=checks,
                                  headers={"Retry-After": "5"})

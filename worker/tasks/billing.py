@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from shared import billing
-from shared.integrations.stripe_gateway import StripeGateway, StripeTransient
+from shared.integrations.stripe_gateway import BillingNotConfigured, StripeGateway, StripeTransient
 from shared.jobs import submission
 from shared.jobs.kinds import TaskName
 from shared.jobs.outbox import JOBS
@@ -32,6 +32,8 @@ def sync_customer(self, job_id: str) -> None:
 
 def sync(ctx: JobContext, gateway: StripeGateway) -> JobOutcome:
     """Read everything from Stripe first; write the mirror only in the job's success transaction."""
+    if not ctx.settings.billing_enabled:
+        raise BillingNotConfigured()
     with ctx.db.transaction() as session:
         account = billing.account_for(session, ctx.owner_id)
         customer_id = account.stripe_customer_id
@@ -62,6 +64,9 @@ def sync(ctx: JobContext, gateway: StripeGateway) -> JobOutcome:
 def reconcile(self) -> int:
     """Queue a sync for every customer with a subscription (daily), skipping users with one in flight."""
     settings, db = settings_of(self.app), database_of(self.app)
+    if not settings.billing_enabled:
+        logger.info("reconcile: billing is not configured (STRIPE_API_KEY is not set); nothing to do")
+        return 0
     with db.transaction() as session:
         created = [JOBS.dispatch(job) for job in submission.submit_subscriber_syncs(session, settings)]
     JOBS.hand_over_all(self.app, db, created)

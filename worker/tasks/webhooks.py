@@ -36,6 +36,9 @@ def enqueue_unprocessed(self) -> int:
 @shared_task(name=TaskName.WEBHOOKS_SWEEP_MISSED, bind=True)
 def sweep_missed(self) -> int:
     """Fetch recent events from Stripe and process those that never reached us."""
+    if not settings_of(self.app).billing_enabled:
+        logger.info("sweep: billing is not configured (STRIPE_API_KEY is not set); nothing to fetch")
+        return 0
     db = database_of(self.app)
     stored = webhooks.store_missed(db, gateway_of(self.app), settings_of(self.app))
     WEBHOOK_EVENTS.hand_over_all(self.app, db, [WEBHOOK_EVENTS.dispatch(row) for row in stored])
