@@ -102,7 +102,7 @@ def seed(settings: Settings) -> tuple[str, str]:
     with db.transaction() as session:
         user = accounts.register(session, "bench@example.com", "Bench-pass-1", "Bench")
         project = projects.create_project(session, user.id, "jobs-bench", "benchmark project")
-        token = TokenService(settings).issue(user.id, user.role)
+        token = TokenService(settings).issue(user.id, user.role, uuid.uuid4())  # a login never logged out
         project_id = str(project.id)
     db.engine.dispose()
     return token, project_id

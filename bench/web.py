@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import uuid
 import sys
 import tempfile
 from pathlib import Path
@@ -37,7 +38,7 @@ def seed(database_url: str, redis_url: str) -> str:
         user = accounts.register(session, "bench@example.com", "Bench-pass-1", "Bench")
         for i in range(100):
             projects.create_project(session, user.id, f"project-{i:03d}", "benchmark project")
-        token = TokenService(settings).issue(user.id, user.role)
+        token = TokenService(settings).issue(user.id, user.role, uuid.uuid4())  # a login never logged out
     db.engine.dispose()
     return token
 

@@ -1,7 +1,9 @@
 """Password hashing, access-token JWTs and opaque refresh-token material."""
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 import time
 import uuid
@@ -42,10 +44,19 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def successor_token(secret_key: str, raw: str) -> str:
+    """The refresh token that rotating `raw` issues: derived, not random, so a concurrent refresh
+    with the same token can be handed the same successor without it being stored anywhere."""
+    key = hashlib.sha256(b"refresh-successor:" + secret_key.encode()).digest()
+    return base64.urlsafe_b64encode(hmac.new(key, raw.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
+
+
 @dataclass(frozen=True)
 class AccessClaims:
     user_id: uuid.UUID
     role: str
+    # The login (refresh-token family) the token was issued for; a logout revokes it.
+    session_id: uuid.UUID | None = None
 
 
 class TokenService:
@@ -63,9 +74,9 @@ class TokenService:
             sub={"essential": True},
         )
 
-    def issue(self, user_id: uuid.UUID, role: str) -> str:
+    def issue(self, user_id: uuid.UUID, role: str, session_id: uuid.UUID) -> str:
         now = int(time.time())
-        claims = {"iss": self._issuer, "aud": self._audience, "sub": str(user_id),
+        claims = {"iss": self._issuer, "aud": self._audience, "sub": str(user_id), "sid": str(session_id),
                   "role": role, "iat": now, "exp": now + self.ttl, "jti": uuid.uuid4().hex}
         return jwt.encode({"alg": "HS256", "typ": "JWT"}, claims, self._key)
 
@@ -74,6 +85,8 @@ class TokenService:
         try:
             decoded = jwt.decode(token, self._key, algorithms=["HS256"])
             self._claims.validate(decoded.claims)
-            return AccessClaims(uuid.UUID(decoded.claims["sub"]), str(decoded.claims.get("role", "user")))
+            sid = decoded.claims.get("sid")
+            return AccessClaims(uuid.UUID(decoded.claims["sub"]), str(decoded.claims.get("role", "user")),
+                                uuid.UUID(sid) if sid else None)
         except (JoseError, ValueError, KeyError, TypeError):
             return None

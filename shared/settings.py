@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     jwt_audience: str = "devora-api"
     access_token_ttl_seconds: int = Field(900, ge=60, le=86400)
     refresh_token_ttl_seconds: int = Field(30 * 86400, ge=3600)
+    # Two tabs refreshing with one token this close together get the same new pair; a later
+    # reuse of a rotated token revokes the whole login.
+    refresh_reuse_grace_seconds: float = Field(10, ge=0, le=60)
 
     stripe_api_key: SecretStr = SecretStr("")
     stripe_webhook_secret: SecretStr = SecretStr("")

@@ -12,7 +12,10 @@ from flask import g, request
 from flask_limiter.util import get_remote_address
 from flask_openapi3 import OpenAPI
 
+from sqlalchemy import false, select
+
 from shared import logcontext
+from shared.accounts import session_revoked
 from shared.errors import Unauthorized
 from shared.models import User
 from shared.security import AccessClaims
@@ -47,9 +50,15 @@ def current_user() -> User:
     claims = bearer_claims()
     if claims is None:
         raise Unauthorized("a valid bearer access token is required", headers=_CHALLENGE)
-    user = db_session().get(User, claims.user_id)
-    if user is None or not user.is_active:
+    # One query answers both: the account is active, and the login the token belongs to was
+    # not logged out (nor revoked for refresh-token reuse) since it was issued.
+    revoked = session_revoked(claims.session_id) if claims.session_id else false()
+    row = db_session().execute(select(User, revoked).where(User.id == claims.user_id)).first()
+    if row is None or not row[0].is_active:
         raise Unauthorized("the account for this token no longer exists", headers=_CHALLENGE)
+    user, logged_out = row
+    if logged_out:
+        raise Unauthorized("this login was logged out; log in again", headers=_CHALLENGE)
     g.current_user = user
     return user
 

@@ -12,6 +12,12 @@ from tests.conftest import STRONG_PASSWORD
 PROBLEM = "application/problem+json"
 
 
+@pytest.fixture
+def settings_overrides() -> dict:
+    # No grace: a second use of a rotated refresh token is reuse at once (the grace has its own tests).
+    return {"refresh_reuse_grace_seconds": 0}
+
+
 def register(client, email="ada@example.com", password=STRONG_PASSWORD, **extra):
     return client.post("/api/v2/auth/register", json={"email": email, "password": password, **extra})
 

@@ -42,8 +42,7 @@ def refresh(body: RefreshBody):
     """Rotate a refresh token: the old one stops working, a new pair is returned."""
     session = db_session()
     try:
-        pair = accounts.rotate_refresh_token(session, state().tokens, body.refresh_token,
-                                             state().settings.refresh_token_ttl_seconds)
+        pair = accounts.rotate_refresh_token(session, state().tokens, body.refresh_token, _rotation())
     except accounts.RefreshTokenReused:
         session.commit()  # keep the family revocation
         raise
@@ -51,9 +50,16 @@ def refresh(body: RefreshBody):
     return _token_body(pair)
 
 
+def _rotation() -> accounts.Rotation:
+    settings = state().settings
+    return accounts.Rotation(refresh_ttl=settings.refresh_token_ttl_seconds,
+                             grace_seconds=settings.refresh_reuse_grace_seconds,
+                             secret_key=settings.secret_key.get_secret_value())
+
+
 @bp.post("/logout", responses=responses({204: None}, 401), security=BEARER)
 def logout(body: RefreshBody):
-    """Revoke the refresh token and every token rotated from the same login."""
+    """Log out: the refresh token, every token rotated from the same login and their access tokens stop working."""
     user = current_user()
     session = db_session()
     accounts.logout(session, body.refresh_token, user.id)
