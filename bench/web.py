@@ -18,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import ANCHORS, ROOT, embedded_redis, free_port, gunicorn, serve, wrk  # noqa: E402
+from bench.harness import ANCHORS, ROOT, embedded_redis, gunicorn, wrk  # noqa: E402
+from tests.peers.processes import free_port, serve  # noqa: E402
 
 
 def seed(database_url: str, redis_url: str) -> str:

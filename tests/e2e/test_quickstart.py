@@ -1,12 +1,9 @@
 """The quick start: `devora run` with no Redis and no database configured brings up everything."""
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -14,10 +11,9 @@ import redis
 import requests
 
 from shared.settings import PROJECT_ROOT
-from tests.conftest import free_port
+from tests.peers.processes import answers, free_port, running
 
 DEVORA = str(Path(sys.executable).parent / "devora")
-
 
 
 def wait_for(predicate, timeout: float, what):
@@ -30,25 +26,16 @@ def wait_for(predicate, timeout: float, what):
     raise AssertionError(f"timed out waiting for {what()}")
 
 
-def test_run_command_starts_web_worker_beat_and_flower():
+def test_run_command_starts_web_worker_beat_and_flower(tmp_path):
     port, flower_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"REDIS_URL", "BROKER_URL", "CACHE_REDIS_URL", "RATELIMIT_STORAGE_URI", "DATABASE_URL"}}
-    env.update(PORT=str(port), FLOWER_PORT=str(flower_port), PYTHONUNBUFFERED="1")
-    process = subprocess.Popen([DEVORA, "run"], cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
-    reader.start()
-    output = lambda: "".join(lines)  # noqa: E731 - read at each poll
-    try:
-        def healthy():
-            try:
-                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_for(healthy, 90, lambda: f"/healthz; output so far:\n{output()}")
+    unset = dict.fromkeys(["REDIS_URL", "BROKER_URL", "CACHE_REDIS_URL", "RATELIMIT_STORAGE_URI", "DATABASE_URL"])
+    env = {**unset, "PORT": str(port), "FLOWER_PORT": str(flower_port), "PYTHONUNBUFFERED": "1"}
+    log = tmp_path / "devora-run.log"
+    output = lambda: log.read_text(errors="replace")  # noqa: E731 - read at each poll
+    # Stopped as a terminal's Ctrl-C would: SIGINT to the whole group, which honcho passes on.
+    with running([DEVORA, "run"], env, PROJECT_ROOT, lambda: answers(f"http://127.0.0.1:{port}/healthz"), 90,
+                 log=log, stop_signal=signal.SIGINT, whole_group=True):
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
         document = requests.get(f"http://127.0.0.1:{port}/api/v2/openapi.json", timeout=5).json()
         assert document["openapi"].startswith("3.1")
         docs = requests.get(f"http://127.0.0.1:{port}/api/v2/docs/swagger", timeout=5).text
@@ -57,19 +44,6 @@ def test_run_command_starts_web_worker_beat_and_flower():
         redis_url = re.search(r"started embedded Redis at (\S+)", output()).group(1)
         assert redis.Redis.from_url(redis_url).ping()
 
-        def flower_up():
-            try:
-                return requests.get(f"http://127.0.0.1:{flower_port}/healthcheck", timeout=1).text == "OK"
-            except requests.RequestException:
-                return False
-
-        wait_for(flower_up, 60, lambda: f"Flower; output:\n{output()}")
+        wait_for(lambda: answers(f"http://127.0.0.1:{flower_port}/healthcheck", "OK"), 60, lambda: f"Flower; output:\n{output()}")
         wait_for(lambda: re.search(r"worker\.\d+\s*\|.*ready", output()), 60, lambda: f"worker ready; output:\n{output()}")
         wait_for(lambda: re.search(r"beat\.\d+\s*\|.*beat: Starting", output()), 60, lambda: f"beat; output:\n{output()}")
-    finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()

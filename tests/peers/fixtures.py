@@ -8,10 +8,8 @@ import pytest
 
 from shared.settings import Settings
 from tests.peers.localstripe_peer import LocalStripe, start_localstripe
+from tests.peers.stripe_events import API_KEY, WEBHOOK_SECRET
 from tests.peers.stripe_stub import StripeStub
-
-STRIPE_TEST_KEY = "sk_test_devora"
-STRIPE_TEST_WEBHOOK_SECRET = "whsec_test"
 
 
 @pytest.fixture(scope="session")
@@ -34,8 +32,8 @@ def stripe_settings() -> Callable[..., Settings]:
 
     def build(api_base: str, **overrides: Any) -> Settings:
         values: dict[str, Any] = dict(
-            _env_file=None, stripe_api_key=STRIPE_TEST_KEY,
-            stripe_webhook_secret=STRIPE_TEST_WEBHOOK_SECRET, stripe_api_base=api_base,
+            _env_file=None, stripe_api_key=API_KEY,
+            stripe_webhook_secret=WEBHOOK_SECRET, stripe_api_base=api_base,
             stripe_timeout_seconds=5, stripe_max_network_retries=2,
             # The gateway needs neither; explicit values keep the environment out of the test.
             database_url="sqlite://", redis_url="redis://127.0.0.1:1/0",

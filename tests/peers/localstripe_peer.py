@@ -1,17 +1,17 @@
 """Run localstripe on loopback in a child process, isolated from any other localstripe."""
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 
 import requests
+
+from tests.peers.processes import answers, running
 
 # localstripe pickles its whole store to the fixed path /tmp/localstripe.pickle on every
 # write, so two instances (or a developer's own one) would overwrite each other's state.
@@ -45,10 +45,9 @@ web.run_app(server.app, sock=listener, print=None, access_log=None, shutdown_tim
 class LocalStripe:
     """A running localstripe child process; `url` is its API base."""
 
-    def __init__(self, process: subprocess.Popen[bytes], url: str, workdir: Path) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], url: str) -> None:
         self.process = process
         self.url = url
-        self.workdir = workdir
 
     def register_webhook(self, endpoint_id: str, url: str, secret: str,
                          events: Iterable[str] | None = None) -> None:
@@ -69,69 +68,17 @@ class LocalStripe:
         """Drop every stored object (webhook registrations survive; deliveries already queued still fire)."""
         requests.delete(f"{self.url}/_config/data", timeout=5).raise_for_status()
 
-    def stop(self) -> None:
-        """Terminate the child this object started and remove its private state directory."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> LocalStripe:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-
-def start_localstripe(startup_timeout: float = 15.0) -> LocalStripe:
-    """Start localstripe on 127.0.0.1 with a free port and wait until it answers."""
-    workdir = Path(tempfile.mkdtemp(prefix="devora-localstripe-"))
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
+@contextmanager
+def start_localstripe(startup_timeout: float = 15.0) -> Iterator[LocalStripe]:
+    """Run localstripe on 127.0.0.1 with a free port until the block ends, once it answers."""
+    with tempfile.TemporaryDirectory(prefix="devora-localstripe-") as workdir, socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
-        port = listener.getsockname()[1]
-        log = open(workdir / "localstripe.log", "wb")
-        with log:
-            process = subprocess.Popen(
-                [sys.executable, "-c", _CHILD_PRELUDE, str(listener.fileno()),
-                 str(workdir / "localstripe.pickle")],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                pass_fds=(listener.fileno(),), cwd=workdir,
-            )
-    except BaseException:
-        shutil.rmtree(workdir, ignore_errors=True)
-        raise
-    finally:
-        listener.close()
-    peer = LocalStripe(process, f"http://127.0.0.1:{port}", workdir)
-    try:
-        _wait_until_ready(peer, startup_timeout)
-    except BaseException:
-        peer.stop()
-        raise
-    return peer
-
-
-def _wait_until_ready(peer: LocalStripe, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if peer.process.poll() is not None:
-            output = (peer.workdir / "localstripe.log").read_text(errors="replace")
-            raise RuntimeError(f"localstripe exited with {peer.process.returncode}:\n{output[-2000:]}")
-        try:
-            # An unauthenticated page with no side effects: GET /v1/balance, for one, emits
-            # a balance.available event that a webhook test would then receive.
-            response = requests.get(f"{peer.url}/js.stripe.com/v3/", timeout=1)
-            if response.status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"localstripe did not answer on {peer.url} within {timeout} s")
-        time.sleep(0.05)
-
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        argv = [sys.executable, "-c", _CHILD_PRELUDE, str(listener.fileno()), str(Path(workdir) / "localstripe.pickle")]
+        # An unauthenticated page with no side effects: GET /v1/balance, for one, emits a
+        # balance.available event that a webhook test would then receive.
+        with running(argv, {}, workdir, lambda: answers(f"{url}/js.stripe.com/v3/"), startup_timeout,
+                     pass_fds=(listener.fileno(),)) as process:
+            listener.close()  # the child serves on its own copy
+            yield LocalStripe(process, url)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 import time
 import uuid
@@ -22,8 +21,9 @@ from shared.integrations.stripe_gateway import (
     WebhookSignatureInvalid,
 )
 from shared.settings import Settings
-from tests.peers.fixtures import STRIPE_TEST_KEY, STRIPE_TEST_WEBHOOK_SECRET
 from tests.peers.localstripe_peer import LocalStripe
+from tests.peers.processes import free_port
+from tests.peers.stripe_events import API_KEY, WEBHOOK_SECRET, sign
 from tests.peers.stripe_stub import DEFAULT_PRICE_ID, Fault, StripeStub
 
 GatewayFactory = Callable[..., StripeGateway]
@@ -41,7 +41,7 @@ def localstripe_gateway(localstripe: LocalStripe, stripe_settings: Callable[...,
 @pytest.fixture
 def localstripe_sdk(localstripe: LocalStripe) -> stripe.StripeClient:
     """The bare SDK, for setting up what the gateway deliberately cannot create (plans, cards)."""
-    return stripe.StripeClient(STRIPE_TEST_KEY, base_addresses={"api": localstripe.url},
+    return stripe.StripeClient(API_KEY, base_addresses={"api": localstripe.url},
                                max_network_retries=0, http_client=stripe.RequestsClient(timeout=5))
 
 
@@ -138,7 +138,7 @@ def test_webhooks_localstripe_delivers_pass_construct_event(
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     endpoint_id, url = unique("we"), f"http://127.0.0.1:{server.server_address[1]}/webhooks/stripe"
-    localstripe.register_webhook(endpoint_id, url, STRIPE_TEST_WEBHOOK_SECRET, events=["customer.created"])
+    localstripe.register_webhook(endpoint_id, url, WEBHOOK_SECRET, events=["customer.created"])
     try:
         customer = localstripe_gateway.create_customer(unique("user"), "hook@example.com")
         # localstripe waits about a second before delivering.
@@ -146,7 +146,7 @@ def test_webhooks_localstripe_delivers_pass_construct_event(
         while not any(customer.id.encode() in body for body, _ in received) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
-        localstripe.mute_webhook(endpoint_id, url, STRIPE_TEST_WEBHOOK_SECRET)
+        localstripe.mute_webhook(endpoint_id, url, WEBHOOK_SECRET)
         server.shutdown()
         server.server_close()
 
@@ -166,24 +166,20 @@ def webhook_gateway(stripe_settings: Callable[..., Settings]) -> StripeGateway:
     return StripeGateway(stripe_settings("http://127.0.0.1:9", stripe_webhook_tolerance_seconds=300))
 
 
-def signed(payload: bytes, secret: str = STRIPE_TEST_WEBHOOK_SECRET, timestamp: int | None = None) -> str:
-    return stripe.WebhookSignature.generate_signature_header(payload.decode(), secret, timestamp)
-
-
 EVENT_BODY = json.dumps({"id": "evt_test_1", "object": "event", "type": "customer.created",
                          "created": 1_700_000_000, "data": {"object": {"id": "cus_1", "object": "customer"}}}
                         ).encode()
 
 
 def test_construct_event_accepts_a_body_signed_with_the_secret(webhook_gateway: StripeGateway) -> None:
-    event = webhook_gateway.construct_event(EVENT_BODY, signed(EVENT_BODY))
+    event = webhook_gateway.construct_event(EVENT_BODY, sign(EVENT_BODY))
     assert (event.id, event.type, event.data.object["id"]) == ("evt_test_1", "customer.created", "cus_1")
 
 
 @pytest.mark.parametrize("header", [
-    pytest.param(signed(EVENT_BODY, secret="whsec_someone_else"), id="wrong-secret"),
-    pytest.param(signed(EVENT_BODY.replace(b"cus_1", b"cus_2")), id="body-changed-after-signing"),
-    pytest.param(signed(EVENT_BODY, timestamp=int(time.time()) - 301), id="older-than-tolerance"),
+    pytest.param(sign(EVENT_BODY, secret="whsec_someone_else"), id="wrong-secret"),
+    pytest.param(sign(EVENT_BODY.replace(b"cus_1", b"cus_2")), id="body-changed-after-signing"),
+    pytest.param(sign(EVENT_BODY, timestamp=int(time.time()) - 301), id="older-than-tolerance"),
     pytest.param(None, id="missing"),
     pytest.param("", id="empty"),
     pytest.param("not a signature", id="garbled"),
@@ -200,8 +196,7 @@ def test_construct_event_rejects_a_bad_signature(webhook_gateway: StripeGateway,
                          ids=["malformed-json", "json-array", "not-utf8", "thin-v2-event"])
 def test_construct_event_rejects_a_signed_body_that_is_not_an_event(
         webhook_gateway: StripeGateway, body: bytes) -> None:
-    header = stripe.WebhookSignature.generate_signature_header(
-        body.decode("utf-8", "replace"), STRIPE_TEST_WEBHOOK_SECRET)
+    header = sign(body)
     with pytest.raises(WebhookPayloadInvalid):
         webhook_gateway.construct_event(body, header)
 
@@ -210,7 +205,7 @@ def test_construct_event_without_a_configured_secret_is_not_blamed_on_the_sender
         stripe_settings: Callable[..., Settings]) -> None:
     gateway = StripeGateway(stripe_settings("http://127.0.0.1:9", stripe_webhook_secret=""))
     with pytest.raises(StripeGatewayError) as caught:
-        gateway.construct_event(EVENT_BODY, signed(EVENT_BODY))
+        gateway.construct_event(EVENT_BODY, sign(EVENT_BODY))
     assert not isinstance(caught.value, WebhookSignatureInvalid)
 
 
@@ -372,10 +367,7 @@ def test_a_timed_out_create_is_retried_with_the_same_key(
 
 
 def test_unreachable_stripe_is_transient(stripe_settings: Callable[..., Settings]) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    gateway = StripeGateway(stripe_settings(f"http://127.0.0.1:{closed_port}", stripe_max_network_retries=0))
+    gateway = StripeGateway(stripe_settings(f"http://127.0.0.1:{free_port()}", stripe_max_network_retries=0))
     with pytest.raises(StripeTransient):
         gateway.retrieve_customer("cus_1")
 
@@ -430,24 +422,24 @@ def test_api_key_never_appears_in_errors_logs_or_repr(
     gateway = stub_gateway(stripe_max_network_retries=0)
     # Real Stripe masks the key; a peer that echoes it must still not leak it through us.
     stripe_stub.fail_next("/v1/customers", [Fault(401, {"error": {
-        "type": "invalid_request_error", "message": f"Invalid API Key provided: {STRIPE_TEST_KEY}"}})])
+        "type": "invalid_request_error", "message": f"Invalid API Key provided: {API_KEY}"}})])
 
     with caplog.at_level(logging.DEBUG, logger="shared.integrations"), pytest.raises(StripePermanent) as caught:
         gateway.create_customer("user-11", "a@example.com")
 
-    assert STRIPE_TEST_KEY not in str(caught.value)
-    assert STRIPE_TEST_KEY not in repr(caught.value)
-    assert STRIPE_TEST_KEY not in repr(gateway)
+    assert API_KEY not in str(caught.value)
+    assert API_KEY not in repr(caught.value)
+    assert API_KEY not in repr(gateway)
     # Only our own lines: the SDK's "stripe" logger echoes raw bodies at DEBUG by design.
     assert caplog.records
-    assert STRIPE_TEST_KEY not in caplog.text
-    assert STRIPE_TEST_WEBHOOK_SECRET not in repr(gateway)
+    assert API_KEY not in caplog.text
+    assert WEBHOOK_SECRET not in repr(gateway)
 
 
 def test_webhook_secret_never_appears_in_signature_errors(webhook_gateway: StripeGateway) -> None:
     with pytest.raises(WebhookSignatureInvalid) as caught:
-        webhook_gateway.construct_event(EVENT_BODY, signed(EVENT_BODY, secret="whsec_wrong"))
-    assert STRIPE_TEST_WEBHOOK_SECRET not in str(caught.value)
+        webhook_gateway.construct_event(EVENT_BODY, sign(EVENT_BODY, secret="whsec_wrong"))
+    assert WEBHOOK_SECRET not in str(caught.value)
 
 
 def test_retrieve_customers_of_no_ids_makes_no_request(

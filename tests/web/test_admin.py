@@ -1,7 +1,6 @@
 """The admin API: who may call it, what it reports, what it changes, and the audit trail it leaves."""
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -14,11 +13,10 @@ from shared.heartbeat import KEY as BEAT_KEY, beat
 from shared.models import AuditEntry, BillingAccount, Job, User, WebhookEvent
 from shared.taskqueue import QUEUES
 from tests.jobs_helpers import new_project, submit
-from tests.peers.stripe_events import event, invoice, sign
+from tests.peers.stripe_events import deliver, invoice
 from web.extensions import cache
 
 PROBLEM = "application/problem+json"
-WEBHOOK_SECRET = "whsec_test_devora"
 BASE = "/api/v2/admin"
 ROUTES = [
     ("get", "/stats", None),
@@ -76,11 +74,7 @@ def audit_entries(db, action: str) -> list[AuditEntry]:
 
 
 def store_webhook(client) -> str:
-    payload = event("invoice.paid", invoice(f"in_{uuid.uuid4().hex[:8]}", "cus_unknown"))
-    headers = {"Content-Type": "application/json", "Stripe-Signature": sign(payload, WEBHOOK_SECRET)}
-    response = client.post("/api/v2/webhooks/stripe", data=payload, headers=headers)
-    assert response.status_code == 200
-    return json.loads(payload)["id"]
+    return deliver(client, "invoice.paid", invoice(f"in_{uuid.uuid4().hex[:8]}", "cus_unknown"))
 
 
 def webhook_row(db, stripe_id: str, **values) -> WebhookEvent:

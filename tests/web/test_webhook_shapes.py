@@ -18,10 +18,8 @@ from shared import billing, webhooks
 from shared.integrations.stripe_gateway import StripeGateway
 from shared.jobs.states import WebhookStatus
 from shared.models import WebhookEvent
-from tests.peers.stripe_events import sign, subscription
+from tests.peers.stripe_events import post_webhook, sign, subscription
 
-SECRET = "whsec_test_devora"
-URL = "/api/v2/webhooks/stripe"
 KNOWN_CUSTOMER, KNOWN_SUBSCRIPTION = "cus_known", "sub_known"
 HANDLED = ["checkout.session.completed", "customer.subscription.created", "customer.subscription.updated",
            "customer.subscription.deleted", "invoice.paid", "invoice.payment_failed", "invoice.created",
@@ -120,8 +118,7 @@ def known_customer(db, make_user):
 @given(body=bodies())
 def test_signed_events_of_any_shape_are_refused_or_stored_and_processable(client, db, settings, known_customer,
                                                                           body):
-    response = client.post(URL, data=body, headers={"Stripe-Signature": sign(body, SECRET),
-                                                    "Content-Type": "application/json"})
+    response = post_webhook(client, body)
     assert response.status_code in (200, 400), (response.status_code, response.get_data()[:300])
     assert response.mimetype == ("application/json" if response.status_code == 200 else "application/problem+json")
     if response.status_code == 400:
@@ -139,7 +136,7 @@ def test_signed_events_of_any_shape_are_refused_or_stored_and_processable(client
 @pytest.mark.parametrize("skew", [-3600, 3600], ids=["stale", "future"])
 def test_a_signature_timestamp_beyond_the_tolerance_either_way_is_refused(client, db, skew):
     body = json.dumps({"id": "evt_skewed", "type": "invoice.paid", "created": 1, "data": {"object": {}}}).encode()
-    response = client.post(URL, data=body, headers={"Stripe-Signature": sign(body, SECRET, int(time.time()) + skew)})
+    response = post_webhook(client, body, signature=sign(body, timestamp=int(time.time()) + skew))
     assert response.status_code == 400 and "timestamp" in response.get_json()["detail"].lower()
     with db.transaction() as session:
         assert session.scalars(select(WebhookEvent)).all() == []
@@ -155,7 +152,7 @@ def test_a_malformed_event_is_a_400_naming_the_field_and_nothing_is_stored(clien
     fields = {"id": "evt_malformed", "type": "invoice.paid", "created": 1_700_000_000,
               "data": {"object": {"id": "in_1", "customer": "cus_1"}}, **change}
     body = json.dumps(fields).encode()
-    response = client.post(URL, data=body, headers={"Stripe-Signature": sign(body, SECRET)})
+    response = post_webhook(client, body)
     assert response.status_code == 400, response.get_json()
     problem = response.get_json()
     assert any(field in error["loc"] for error in problem["errors"]), problem
@@ -170,7 +167,7 @@ def test_a_checkout_naming_someone_elses_user_is_stored_and_ignored(client, db, 
                        "created": 1_700_000_000, "data": {"object": {
                            "id": "cs_1", "customer": "cus_other_app", "subscription": "sub_other",
                            "client_reference_id": reference}}}).encode()
-    assert client.post(URL, data=body, headers={"Stripe-Signature": sign(body, SECRET)}).status_code == 200
+    assert post_webhook(client, body).status_code == 200
     with db.transaction() as session:
         row = session.scalars(select(WebhookEvent)).one()
     webhooks.process(db, StripeGateway(settings), settings, row.id)

@@ -11,9 +11,7 @@ from shared.models import BillingAccount, Invoice, WebhookEvent
 from worker.context import database_of
 
 from tests.jobs_helpers import new_project, submit
-from tests.peers.stripe_events import event, invoice, sign, subscription
-
-SECRET = "whsec_test_devora"
+from tests.peers.stripe_events import deliver, invoice, subscription
 
 
 @pytest.fixture
@@ -22,14 +20,6 @@ def settings_overrides(stripe_stub):
     stripe_stub.add_price("price_team_monthly")
     return {"stripe_api_base": stripe_stub.url, "plan_free_monthly_generations": 3, "plan_free_concurrent_jobs": 2,
             "plan_pro_monthly_generations": 100, "plan_pro_concurrent_jobs": 5}
-
-
-def deliver(client, event_type, obj, **kwargs):
-    payload = event(event_type, obj, **kwargs)
-    response = client.post("/api/v2/webhooks/stripe", data=payload,
-                           headers={"Stripe-Signature": sign(payload, SECRET), "Content-Type": "application/json"})
-    assert response.status_code == 200
-    return json.loads(payload)["id"]
 
 
 def test_plans_are_listed_without_authentication(client):

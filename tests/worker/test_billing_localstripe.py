@@ -10,8 +10,7 @@ from sqlalchemy import func, select, update
 
 from shared.models import Invoice, WebhookEvent
 from tests.jobs_helpers import wait_for_job
-
-WEBHOOK_SECRET = "whsec_test_devora"
+from tests.peers.stripe_events import API_KEY, WEBHOOK_PATH, WEBHOOK_SECRET
 
 
 @pytest.fixture
@@ -28,14 +27,14 @@ def settings_overrides(localstripe, pro_plan_id):
 @pytest.fixture
 def sdk(localstripe):
     """The bare SDK, to do in localstripe what Stripe itself would do after a Checkout."""
-    return stripe.StripeClient("sk_test_devora", base_addresses={"api": localstripe.url}, max_network_retries=0,
+    return stripe.StripeClient(API_KEY, base_addresses={"api": localstripe.url}, max_network_retries=0,
                                http_client=stripe.RequestsClient(timeout=5))
 
 
 @pytest.fixture
 def webhook_endpoint(localstripe, live_server):
     endpoint_id = f"devora-{uuid.uuid4().hex[:8]}"
-    url = f"{live_server}/api/v2/webhooks/stripe"
+    url = f"{live_server}{WEBHOOK_PATH}"
     localstripe.register_webhook(endpoint_id, url, WEBHOOK_SECRET)
     yield endpoint_id, url
     localstripe.mute_webhook(endpoint_id, url, WEBHOOK_SECRET)

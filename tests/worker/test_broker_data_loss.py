@@ -14,7 +14,7 @@ from shared.models import Invoice, Job, WebhookEvent
 from shared.taskqueue import QUEUES
 from tests.conftest import make_settings, restart_valkey
 from tests.jobs_helpers import new_project, submit, wait_for_job
-from tests.peers.stripe_events import event, invoice, sign
+from tests.peers.stripe_events import event, invoice, post_webhook
 from worker.app import create_celery
 
 
@@ -37,8 +37,7 @@ def test_jobs_and_events_the_broker_forgot_are_sent_again_by_the_next_sweep(
     job_ids = [submit(client, auth_headers, project_id, **{"Idempotency-Key": f"k{n}"}).get_json()["id"]
                for n in range(3)]
     payload = event("invoice.paid", invoice("in_loss", "cus_loss"))
-    assert client.post("/api/v2/webhooks/stripe", data=payload,
-                       headers={"Stripe-Signature": sign(payload, "whsec_test_devora")}).status_code == 200
+    assert post_webhook(client, payload).status_code == 200
     with db.transaction() as session:
         assert all(job.sent_at is not None for job in session.scalars(select(Job))), "the broker had them"
 

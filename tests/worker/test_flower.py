@@ -1,8 +1,6 @@
 """Flower as operators run it: basic auth from the environment, and the worker and tasks visible in its API."""
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -11,37 +9,23 @@ import pytest
 import requests
 
 from shared.settings import PROJECT_ROOT
-from tests.conftest import free_port, stop_process_group
 from tests.jobs_helpers import SMALL_SPEC, new_project, submit, wait_for_job
+from tests.peers.processes import answers, free_port, running
 
 CELERY = str(Path(sys.executable).parent / "celery")
 AUTH = ("ops", "flower-secret")
 
 
-
 @pytest.fixture
 def flower(settings, tmp_path):
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+    env = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
            "BROKER_URL": settings.resolved_broker_url, "FLOWER_BASIC_AUTH": ":".join(AUTH)}
-    log = open(tmp_path / "flower.log", "w")
-    process = subprocess.Popen([CELERY, "-A", "worker", "flower", "--address=127.0.0.1", f"--port={port}",
-                                "--max_tasks=1000", "--purge_offline_workers=60"],
-                               cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(f"{url}/healthcheck", timeout=1).text == "OK":
-                break
-        except requests.RequestException:
-            pass
-        assert time.monotonic() < deadline and process.poll() is None, (tmp_path / "flower.log").read_text()
-        time.sleep(0.2)
-    yield url
-    stop_process_group(process)
-    log.close()
+    with running([CELERY, "-A", "worker", "flower", "--address=127.0.0.1", f"--port={port}", "--max_tasks=1000",
+                  "--purge_offline_workers=60"], env, PROJECT_ROOT, lambda: answers(f"{url}/healthcheck", "OK"),
+                 log=tmp_path / "flower.log"):
+        yield url
 
 
 def test_flower_shows_the_worker_and_a_finished_task_and_refuses_anonymous_api_calls(

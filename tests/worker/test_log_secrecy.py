@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from tests.jobs_helpers import wait_for_job
-from tests.peers.stripe_events import event, invoice, sign
+from tests.peers.stripe_events import event, invoice, post_webhook
 
 PASSWORD = "Very-Secret-Pass-42"
 STRIPE_KEY = "sk_test_LEAKCANARY0123456789"
@@ -31,8 +31,8 @@ def test_secrets_never_appear_in_captured_logs(client, worker, stripe_stub, capl
     headers = {"Authorization": f"Bearer {rotated['access_token']}"}
 
     payload = event("invoice.paid", invoice("in_log", "cus_log"))
-    client.post("/api/v2/webhooks/stripe", data=payload, headers={"Stripe-Signature": sign(payload, "whsec_wrong")})
-    client.post("/api/v2/webhooks/stripe", data=payload, headers={"Stripe-Signature": sign(payload, WEBHOOK_SECRET)})
+    post_webhook(client, payload, "whsec_wrong")
+    post_webhook(client, payload, WEBHOOK_SECRET)
 
     stripe_stub.fail_next("/v1/customers", [401])
     assert client.post("/api/v2/billing/checkout", json={"plan": "pro"}, headers=headers).status_code == 502

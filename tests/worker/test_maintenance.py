@@ -95,12 +95,10 @@ def test_expired_oauth_states_and_codes_are_purged(celery_app, db):
 
 def test_the_webhook_sweep_resends_events_whose_message_was_lost(client, celery_app, db):
     from shared.models import WebhookEvent
-    from tests.peers.stripe_events import event, invoice, sign
+    from tests.peers.stripe_events import event, invoice, post_webhook
 
     for invoice_id in ("in_lost", "in_fresh"):
-        payload = event("invoice.paid", invoice(invoice_id, "cus_nobody"))
-        client.post("/api/v2/webhooks/stripe", data=payload,
-                    headers={"Stripe-Signature": sign(payload, "whsec_test_devora")})
+        post_webhook(client, event("invoice.paid", invoice(invoice_id, "cus_nobody")))
     with db.transaction() as session:
         lost = session.scalars(select(WebhookEvent).where(WebhookEvent.payload.contains("in_lost"))).one()
         lost.sent_at = utcnow() - timedelta(minutes=11)

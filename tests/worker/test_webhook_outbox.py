@@ -11,7 +11,7 @@ from shared import billing
 from shared.models import Invoice, WebhookEvent
 from shared.taskqueue import QUEUES
 from tests.conftest import make_settings, restart_valkey
-from tests.peers.stripe_events import event, invoice, sign
+from tests.peers.stripe_events import event, invoice, post_webhook
 from worker.app import create_celery
 
 
@@ -27,9 +27,7 @@ def test_webhook_during_a_broker_outage_is_stored_and_processed_later(client, db
     port = doomed_redis.port
     doomed_redis.stop()
     payload = event("invoice.paid", invoice("in_outage", "cus_outage"))
-    response = client.post("/api/v2/webhooks/stripe", data=payload,
-                           headers={"Stripe-Signature": sign(payload, "whsec_test_devora"),
-                                    "Content-Type": "application/json"})
+    response = post_webhook(client, payload)
     assert response.status_code == 200 and response.get_json() == {"received": True, "duplicate": False}
     with db.transaction() as session:
         row = session.scalars(select(WebhookEvent)).one()

@@ -16,9 +16,8 @@ from sqlalchemy import select
 from shared import billing
 from shared.models import Invoice, WebhookEvent
 from shared.settings import PROJECT_ROOT
-from tests.peers.stripe_events import event, invoice, sign, subscription
+from tests.peers.stripe_events import WEBHOOK_PATH, event, invoice, post_webhook, subscription, webhook_headers
 
-SECRET = "whsec_test_devora"
 DEVORA = str(Path(sys.executable).parent / "devora")
 
 
@@ -39,14 +38,13 @@ def test_the_same_event_delivered_ten_times_at_once_is_processed_exactly_once(li
     with db.transaction() as session:
         billing.account_for(session, user.id).stripe_customer_id = "cus_once"
     payload = event("invoice.paid", invoice("in_once", "cus_once"))
-    header = sign(payload, SECRET)
+    headers = webhook_headers(payload)
     barrier = threading.Barrier(10)
     answers = []
 
     def deliver():
         barrier.wait()
-        answers.append(requests.post(f"{live_server}/api/v2/webhooks/stripe", data=payload, timeout=30,
-                                     headers={"Stripe-Signature": header, "Content-Type": "application/json"}))
+        answers.append(requests.post(f"{live_server}{WEBHOOK_PATH}", data=payload, headers=headers, timeout=30))
 
     threads = [threading.Thread(target=deliver) for _ in range(10)]
     for thread in threads:
@@ -77,8 +75,7 @@ def test_transient_failures_retry_then_fail_visibly_and_replay_succeeds(
     payload = event("checkout.session.completed", {
         "id": "cs_1", "object": "checkout.session", "customer": "cus_ck", "subscription": "sub_ck",
         "client_reference_id": str(user.id), "mode": "subscription"})
-    client.post("/api/v2/webhooks/stripe", data=payload,
-                headers={"Stripe-Signature": sign(payload, SECRET), "Content-Type": "application/json"})
+    post_webhook(client, payload)
     wait_until(lambda: rows(db)[0].status == "failed")
     [row] = rows(db)
     assert row.attempts == 2 and row.error_type == "StripeTransient"

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -14,8 +13,8 @@ from sqlalchemy import func, select
 
 from shared.models import Job, ProjectFile
 from shared.settings import PROJECT_ROOT
-from tests.conftest import stop_process_group
 from tests.jobs_helpers import big_spec, new_project, submit, wait_for_job
+from tests.peers.processes import running
 
 CELERY = str(Path(sys.executable).parent / "celery")
 
@@ -23,17 +22,13 @@ CELERY = str(Path(sys.executable).parent / "celery")
 @pytest.fixture
 def worker_process(settings, app, tmp_path):
     """A prefork worker in its own process, as deployed, on the test broker and database."""
-    env = {**os.environ, "DEVORA_ENV": "test", "DATABASE_URL": settings.database_url,
+    env = {"DEVORA_ENV": "test", "DATABASE_URL": settings.database_url,
            "REDIS_URL": settings.redis_url, "BROKER_URL": settings.resolved_broker_url,
            "SECRET_KEY": settings.secret_key.get_secret_value(), "JOB_LEASE_SECONDS": str(settings.job_lease_seconds)}
-    log = open(tmp_path / "worker.log", "w")
-    process = subprocess.Popen([CELERY, "-A", "worker", "worker", "-P", "prefork", "-c", "1", "-l", "INFO",
-                                "-Q", "generation,billing,webhooks,default", "--without-gossip", "--without-mingle",
-                                "-n", f"killtest-{os.getpid()}@%h"],
-                               cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    yield process
-    stop_process_group(process)
-    log.close()
+    with running([CELERY, "-A", "worker", "worker", "-P", "prefork", "-c", "1", "-l", "INFO",
+                  "-Q", "generation,billing,webhooks,default", "--without-gossip", "--without-mingle",
+                  "-n", f"killtest-{os.getpid()}@%h"], env, PROJECT_ROOT, log=tmp_path / "worker.log") as process:
+        yield process
 
 
 def test_sigkilled_worker_process_job_is_redelivered_and_finishes_once(client, auth_headers, worker_process, db,
