@@ -16,9 +16,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.peers.processes import ThreadedPeer
 
 # A "token" of this peer: a word with the whitespace after it, or a run of whitespace.
 _TOKEN = re.compile(r"\S+\s*|\s+")
@@ -85,7 +86,7 @@ class RecordedRequest:
 Responder = Callable[[RecordedRequest], Reply]
 
 
-class OpenAIPeer:
+class OpenAIPeer(ThreadedPeer):
     """Start with `with OpenAIPeer() as peer:`; point the SDK at `peer.base_url` (ends in /v1)."""
 
     def __init__(self, *, models: tuple[str, ...] = ("peer-model",), api_key: str | None = None) -> None:
@@ -93,33 +94,11 @@ class OpenAIPeer:
         # When set, requests must carry `Authorization: Bearer <api_key>`.
         self.api_key = api_key
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self._ids = itertools.count(1)
         self._script: deque[Reply | Responder] = deque()
         self._requests: list[RecordedRequest] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="openai-peer", daemon=True)
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def start(self) -> OpenAIPeer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; answers still waiting in a delay or a hang are cut short."""
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> OpenAIPeer:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+        super().__init__(_handler_for(self), "openai-peer")
+        self.base_url = f"{self.url}/v1"
 
     def script(self, *replies: Reply | Responder) -> None:
         """Queue the answers to the next chat completion requests, in order."""

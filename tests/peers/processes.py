@@ -7,9 +7,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import IO
 
@@ -90,3 +92,38 @@ def _tail(output: IO[bytes], size: int = 3000) -> str:
     # pread leaves the file offset alone: the child shares it and goes on writing there.
     end = os.fstat(output.fileno()).st_size
     return os.pread(output.fileno(), min(size, end), max(0, end - size)).decode(errors="replace")
+
+
+class ThreadedPeer:
+    """An HTTP peer served from a thread of the test process: `with Peer() as peer:`, at `peer.url`.
+
+    Subclasses pass their request handler class; `self._stopping` is set on stop so answers
+    still waiting in a scripted delay are cut short.
+    """
+
+    def __init__(self, handler: type, name: str) -> None:
+        self._stopping = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        # A short poll interval because shutdown() waits up to one interval: 0.5 s by default,
+        # paid by every test that uses a fresh peer.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=name, daemon=True)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self):
+        """Serve in a background thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()

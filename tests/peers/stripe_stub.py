@@ -9,10 +9,11 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.peers.processes import ThreadedPeer
 
 DEFAULT_PRICE_ID = "price_devora_pro"
 
@@ -75,12 +76,11 @@ class RecordedRequest:
         return self.headers.get("idempotency-key")
 
 
-class StripeStub:
+class StripeStub(ThreadedPeer):
     """Start with `with StripeStub() as stub:`; point the SDK at `stub.url`."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self._ids = itertools.count(1)
         self._requests: list[RecordedRequest] = []
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
@@ -90,32 +90,7 @@ class StripeStub:
         # Subscriptions a test puts here are what GET /v1/subscriptions/<id> answers.
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.add_price(DEFAULT_PRICE_ID)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        # A short poll interval because shutdown() waits up to one interval: 0.5 s by default,
-        # paid by every test that uses a fresh stub.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="stripe-stub", daemon=True)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> StripeStub:
-        """Serve in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; requests still sleeping in a fault delay are cut short."""
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> StripeStub:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+        super().__init__(_handler_for(self), "stripe-stub")
 
     def fail_next(self, path: str, answers: Iterable[int | Fault]) -> None:
         """Queue answers for the next requests to `path`, e.g. `[429, 200]` or `[500, 500, 500]`."""

@@ -10,7 +10,7 @@ from shared.integrations.llm_client import (
     LLMRejected,
     LLMUnavailable,
 )
-from tests.conftest import free_port
+from tests.peers.processes import free_port
 from tests.peers.openai_fixtures import LLM_TEST_KEY
 from tests.peers.openai_peer import OpenAIPeer, Reply, tokens_of
 
