@@ -236,21 +236,34 @@ def pinged(broker_url: str) -> Callable[[], bool]:
     return lambda: bool(app.control.ping(timeout=0.5))
 
 
-def pending(db: Database) -> int:
-    """Stored events of the run (warm-up included) not yet processed, ignored or failed."""
+def progress(db: Database) -> tuple[int, int]:
+    """Stored events of the run (warm-up included), and those not yet handed over and finished."""
     from sqlalchemy import func, select
 
     from shared.models import WebhookEvent
 
     with db.sessions() as session:
-        return session.scalar(select(func.count()).select_from(WebhookEvent)
-                              .where(WebhookEvent.status.in_(PENDING)))
+        unfinished = (WebhookEvent.status.in_(PENDING)) | WebhookEvent.sent_at.is_(None)
+        return (session.scalar(select(func.count()).select_from(WebhookEvent)) or 0,
+                session.scalar(select(func.count()).select_from(WebhookEvent).where(unfinished)) or 0)
 
 
 def wait_drained(db: Database, timeout: float) -> None:
-    """Wait until no stored event is pending, for at most `timeout` seconds."""
+    """Wait, for at most `timeout` seconds, until every stored event was handed over and finished and
+    no new one has been stored for a second.
+
+    When wrk stops, requests it already sent are still being served: their events are stored
+    (and handed over) after the load ends. Reading the figures before they settle would catch
+    such an event between its commit and its hand-over, and count it as lost.
+    """
     deadline = time.monotonic() + timeout
-    while pending(db) and time.monotonic() < deadline:
+    last, quiet_since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        stored_now, unfinished = progress(db)
+        if stored_now != last:
+            last, quiet_since = stored_now, time.monotonic()
+        elif not unfinished and time.monotonic() - quiet_since >= 1.0:
+            return
         time.sleep(0.2)
 
 
