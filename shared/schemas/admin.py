@@ -71,7 +71,8 @@ class AdminJobPath(BaseModel):
 
 
 class ReplayBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", openapi_extra={"example": {
+        "status": "failed", "kind": "fullstack", "created_after": "2026-12-01T00:00:00Z", "dry_run": True}})
 
     status: Literal["failed", "canceled"]
     kind: JobKind | None = None

@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 from shared import webhooks
 from shared.errors import DomainError
 from shared.integrations.stripe_gateway import WebhookPayloadInvalid, WebhookSignatureInvalid
-from shared.schemas.billing import WebhookAck
+from shared.schemas.billing import STRIPE_EVENT_EXAMPLE, WebhookAck
 from web.dispatch import enqueue
 from web.metrics import WEBHOOKS_RECEIVED
 from web.openapi import responses
@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 bp = APIBlueprint("webhooks", __name__, url_prefix="/api/v2/webhooks", abp_tags=[Tag(name="webhooks")])
 TASK = "webhooks.process_stripe_event"
 _BODY = {"description": "The event exactly as Stripe sent it, signed in the Stripe-Signature header",
-         "required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+         "required": True, "content": {"application/json": {"schema": {"type": "object"},
+                                                            "example": STRIPE_EVENT_EXAMPLE}}}
 
 
 class BadWebhook(DomainError):
