@@ -85,6 +85,11 @@ def finish_document(app: Flask, doc: dict[str, Any]) -> None:
     components = doc.setdefault("components", {})
     components.setdefault("schemas", {}).update(schemas)
     components["responses"] = responses
+    for schema in components["schemas"].values():
+        # Models give one `example` (flask-openapi3's schema model keeps no other); OpenAPI 3.1
+        # prefers JSON Schema's `examples` list.
+        if "example" in schema:
+            schema["examples"] = [schema.pop("example")]
     endpoints = _endpoints_by_operation(app)
     json_bodies = json_body_endpoints(app)
     for path, item in doc["paths"].items():

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from shared.schemas.common import PageMeta, PageQuery, StoredText
-from shared.schemas.jobs import JobKind, JobOut, JobStatus
+from shared.schemas.jobs import EXAMPLE_JOB, JobKind, JobOut, JobStatus
 
 WebhookStatus = Literal["received", "processing", "processed", "ignored", "retrying", "failed"]
 MAX_CUSTOMER_IDS = 100
@@ -56,6 +56,10 @@ class AdminJobQuery(PageQuery):
 
 
 class AdminJobOut(JobOut):
+    model_config = ConfigDict(json_schema_extra={"example": {
+        **EXAMPLE_JOB, "owner_id": "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d", "owner_email": "ada@example.com",
+        "task_name": "generation.run", "sent_at": "2026-12-01T09:30:00Z"}})
+
     owner_id: uuid.UUID
     owner_email: str
     task_name: str

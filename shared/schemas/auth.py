@@ -55,9 +55,9 @@ class RefreshBody(BaseModel):
 
 class TokenResponse(BaseModel):
     # token_type always appears in the response, so the schema lists it as required.
-    model_config = ConfigDict(json_schema_serialization_defaults_required=True, json_schema_extra={"examples": [{
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True, json_schema_extra={"example": {
         "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI1YTZiN2M4ZCJ9.c2lnbmF0dXJl",
-        "refresh_token": EXAMPLE_REFRESH_TOKEN, "token_type": "bearer", "expires_in": 900}]})
+        "refresh_token": EXAMPLE_REFRESH_TOKEN, "token_type": "bearer", "expires_in": 900}})
 
     access_token: str
     refresh_token: str
@@ -66,9 +66,9 @@ class TokenResponse(BaseModel):
 
 
 class UserOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {
         "id": "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d", "email": EXAMPLE_EMAIL, "full_name": "Ada Lovelace",
-        "role": "user", "created_at": "2026-12-01T09:30:00Z"}]})
+        "role": "user", "created_at": "2026-12-01T09:30:00Z"}})
 
     id: uuid.UUID
     email: str

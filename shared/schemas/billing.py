@@ -15,10 +15,10 @@ class PlanOut(BaseModel):
 
 
 class PlanList(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [
+    model_config = ConfigDict(json_schema_extra={"example": {"items": [
         {"name": "free", "price_id": None, "monthly_generations": 20, "concurrent_jobs": 1},
         {"name": "pro", "price_id": "price_pro_monthly", "monthly_generations": 500, "concurrent_jobs": 3},
-        {"name": "team", "price_id": "price_team_monthly", "monthly_generations": 5000, "concurrent_jobs": 10}]}]})
+        {"name": "team", "price_id": "price_team_monthly", "monthly_generations": 5000, "concurrent_jobs": 10}]}})
 
     items: list[PlanOut]
 
@@ -68,9 +68,9 @@ class Counter(BaseModel):
 
 
 class UsageOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
+    model_config = ConfigDict(json_schema_extra={"example": {
         "plan": "free", "period_start": "2026-12-01T00:00:00Z", "resets_at": "2027-01-01T00:00:00Z",
-        "generations": {"used": 3, "limit": 20}, "concurrent_jobs": {"used": 1, "limit": 1}}]})
+        "generations": {"used": 3, "limit": 20}, "concurrent_jobs": {"used": 1, "limit": 1}}})
 
     plan: str
     period_start: datetime

@@ -26,9 +26,9 @@ StoredText = Annotated[str, AfterValidator(_storable)]
 class Problem(BaseModel):
     """RFC 9457 problem details: the body of every error response."""
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+    model_config = ConfigDict(extra="allow", json_schema_extra={"example": {
         "type": "https://devora.dev/problems/not-found", "title": "Not found", "status": 404,
-        "detail": "project not found"}]})
+        "detail": "project not found"}})
 
     type: str = Field(description="A URI identifying the kind of problem; stable, safe to branch on")
     title: str = Field(description="A short summary of the kind of problem")
@@ -47,11 +47,11 @@ class FieldError(BaseModel):
 class ValidationProblem(Problem):
     """A 422 problem that lists every failing field."""
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+    model_config = ConfigDict(extra="allow", json_schema_extra={"example": {
         "type": "https://devora.dev/problems/validation-error", "title": "Unprocessable content", "status": 422,
         "detail": "name: String should have at most 100 characters",
         "errors": [{"loc": ["name"], "msg": "String should have at most 100 characters",
-                    "type": "string_too_long"}]}]})
+                    "type": "string_too_long"}]}})
 
     errors: list[FieldError]
 

@@ -15,7 +15,7 @@ JobStatus = Literal["queued", "running", "retrying", "succeeded", "failed", "can
 JobKind = Literal["agentic", "fullstack", "billing_sync"]
 
 
-_EXAMPLE_JOB = {
+EXAMPLE_JOB = {
     "id": "9d1c7e4a-2b3f-4c5d-8e6f-7a8b9c0d1e2f", "kind": "fullstack", "status": "succeeded",
     "project_id": EXAMPLE_PROJECT_ID, "progress": {"percent": 100, "stage": "done"}, "attempts": 1,
     "max_attempts": 4, "next_retry_at": None, "cancel_requested": False, "error": None,
@@ -60,7 +60,7 @@ class JobError(BaseModel):
 
 
 class JobOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_JOB]})
+    model_config = ConfigDict(json_schema_extra={"example": EXAMPLE_JOB})
 
     id: uuid.UUID
     kind: str
@@ -93,8 +93,8 @@ class JobOut(BaseModel):
 
 
 class JobPage(PageMeta):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"items": [_EXAMPLE_JOB], "page": 1, "per_page": 20, "total": 1}]})
+    model_config = ConfigDict(json_schema_extra={"example":
+        {"items": [EXAMPLE_JOB], "page": 1, "per_page": 20, "total": 1}})
 
     items: list[JobOut]
 

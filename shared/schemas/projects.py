@@ -54,7 +54,7 @@ class ProjectUpdate(BaseModel):
 
 
 class ProjectOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_EXAMPLE_PROJECT]})
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": _EXAMPLE_PROJECT})
 
     id: uuid.UUID
     name: str
@@ -66,8 +66,8 @@ class ProjectOut(BaseModel):
 
 
 class ProjectPage(PageMeta):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"items": [_EXAMPLE_PROJECT], "page": 1, "per_page": 20, "total": 1}]})
+    model_config = ConfigDict(json_schema_extra={"example":
+        {"items": [_EXAMPLE_PROJECT], "page": 1, "per_page": 20, "total": 1}})
 
     items: list[ProjectOut]
 
@@ -95,7 +95,7 @@ class FileWrite(BaseModel):
 
 
 class FileInfo(BaseModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_EXAMPLE_FILE]})
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": _EXAMPLE_FILE})
 
     path: str
     size: int = Field(description="Bytes of UTF-8 content")
@@ -107,9 +107,9 @@ class FileInfo(BaseModel):
 
 
 class FileOut(FileInfo):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
+    model_config = ConfigDict(json_schema_extra={"example": {
         **_EXAMPLE_FILE, "path": "README.md", "size": 11, "content": "# bookshop\n",
-        "sha256": "74cb01580d853105c8cae0fa2c91389e3219d433bc68e0d04bdce0df0ede9418"}]})
+        "sha256": "74cb01580d853105c8cae0fa2c91389e3219d433bc68e0d04bdce0df0ede9418"}})
 
     content: str
 
@@ -119,9 +119,9 @@ class FileListQuery(PageQuery):
 
 
 class FileList(PageMeta):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
+    model_config = ConfigDict(json_schema_extra={"example": {
         "project_id": EXAMPLE_PROJECT_ID, "items": [_EXAMPLE_FILE], "total_bytes": 48213, "page": 1,
-        "per_page": 20, "total": 14}]})
+        "per_page": 20, "total": 14}})
 
     project_id: uuid.UUID
     items: list[FileInfo]
