@@ -1133,23 +1133,37 @@ export interface components {
          *           "next_retry_at": null,
          *           "progress": {
          *             "percent": 100,
-         *             "stage": "done"
+         *             "stage": "succeeded"
          *           },
          *           "project_id": "3f2b8c1e-6d4a-4f0e-9b7a-2c5d8e1f0a9b",
          *           "result": {
          *             "added": [
-         *               "bookshop/app.py"
+         *               "bookshop/app.py",
+         *               "static/index.html",
+         *               "tests/test_api.py"
          *             ],
          *             "files": [
          *               "README.md",
-         *               "bookshop/app.py"
+         *               "bookshop/app.py",
+         *               "static/index.html",
+         *               "tests/test_api.py"
          *             ],
-         *             "removed": [],
+         *             "removed": [
+         *               "notes/app.py"
+         *             ],
          *             "replaced": [
          *               "README.md"
          *             ],
          *             "summary": {
-         *               "entities": 2
+         *               "app_name": "bookshop",
+         *               "entity_count": 2,
+         *               "file_count": 13,
+         *               "kind": "fullstack",
+         *               "provider": "embedded",
+         *               "repair_attempts": 0,
+         *               "tests_run": 22,
+         *               "validation_message": "22 tests passed",
+         *               "validation_passed": true
          *             }
          *           },
          *           "started_at": "2026-12-01T09:30:01Z",
@@ -1193,23 +1207,37 @@ export interface components {
          *       "next_retry_at": null,
          *       "progress": {
          *         "percent": 100,
-         *         "stage": "done"
+         *         "stage": "succeeded"
          *       },
          *       "project_id": "3f2b8c1e-6d4a-4f0e-9b7a-2c5d8e1f0a9b",
          *       "result": {
          *         "added": [
-         *           "bookshop/app.py"
+         *           "bookshop/app.py",
+         *           "static/index.html",
+         *           "tests/test_api.py"
          *         ],
          *         "files": [
          *           "README.md",
-         *           "bookshop/app.py"
+         *           "bookshop/app.py",
+         *           "static/index.html",
+         *           "tests/test_api.py"
          *         ],
-         *         "removed": [],
+         *         "removed": [
+         *           "notes/app.py"
+         *         ],
          *         "replaced": [
          *           "README.md"
          *         ],
          *         "summary": {
-         *           "entities": 2
+         *           "app_name": "bookshop",
+         *           "entity_count": 2,
+         *           "file_count": 13,
+         *           "kind": "fullstack",
+         *           "provider": "embedded",
+         *           "repair_attempts": 0,
+         *           "tests_run": 22,
+         *           "validation_message": "22 tests passed",
+         *           "validation_passed": true
          *         }
          *       },
          *       "started_at": "2026-12-01T09:30:01Z",
@@ -1521,23 +1549,37 @@ export interface components {
          *       "owner_id": "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d",
          *       "progress": {
          *         "percent": 100,
-         *         "stage": "done"
+         *         "stage": "succeeded"
          *       },
          *       "project_id": "3f2b8c1e-6d4a-4f0e-9b7a-2c5d8e1f0a9b",
          *       "result": {
          *         "added": [
-         *           "bookshop/app.py"
+         *           "bookshop/app.py",
+         *           "static/index.html",
+         *           "tests/test_api.py"
          *         ],
          *         "files": [
          *           "README.md",
-         *           "bookshop/app.py"
+         *           "bookshop/app.py",
+         *           "static/index.html",
+         *           "tests/test_api.py"
          *         ],
-         *         "removed": [],
+         *         "removed": [
+         *           "notes/app.py"
+         *         ],
          *         "replaced": [
          *           "README.md"
          *         ],
          *         "summary": {
-         *           "entities": 2
+         *           "app_name": "bookshop",
+         *           "entity_count": 2,
+         *           "file_count": 13,
+         *           "kind": "fullstack",
+         *           "provider": "embedded",
+         *           "repair_attempts": 0,
+         *           "tests_run": 22,
+         *           "validation_message": "22 tests passed",
+         *           "validation_passed": true
          *         }
          *       },
          *       "sent_at": "2026-12-01T09:30:00Z",

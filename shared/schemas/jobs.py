@@ -17,10 +17,14 @@ JobKind = Literal["agentic", "fullstack", "billing_sync"]
 
 EXAMPLE_JOB = {
     "id": "9d1c7e4a-2b3f-4c5d-8e6f-7a8b9c0d1e2f", "kind": "fullstack", "status": "succeeded",
-    "project_id": EXAMPLE_PROJECT_ID, "progress": {"percent": 100, "stage": "done"}, "attempts": 1,
+    "project_id": EXAMPLE_PROJECT_ID, "progress": {"percent": 100, "stage": "succeeded"}, "attempts": 1,
     "max_attempts": 4, "next_retry_at": None, "cancel_requested": False, "error": None,
-    "result": {"summary": {"entities": 2}, "files": ["README.md", "bookshop/app.py"], "added": ["bookshop/app.py"],
-               "replaced": ["README.md"], "removed": []},
+    "result": {"summary": {"kind": "fullstack", "app_name": "bookshop", "provider": "embedded", "entity_count": 2,
+                           "file_count": 13, "validation_passed": True, "validation_message": "22 tests passed",
+                           "tests_run": 22, "repair_attempts": 0},
+               "files": ["README.md", "bookshop/app.py", "static/index.html", "tests/test_api.py"],
+               "added": ["bookshop/app.py", "static/index.html", "tests/test_api.py"], "replaced": ["README.md"],
+               "removed": ["notes/app.py"]},
     "created_at": "2026-12-01T09:30:00Z", "updated_at": "2026-12-01T09:30:04Z",
     "started_at": "2026-12-01T09:30:01Z", "finished_at": "2026-12-01T09:30:04Z",
 }
