@@ -6,26 +6,19 @@ from __future__ import annotations
 
 from celery.schedules import crontab
 
-BEAT_SCHEDULE: dict[str, dict] = {
-    "maintenance.requeue_unsent_jobs": {
-        "task": "maintenance.requeue_unsent_jobs", "schedule": 15.0, "options": {"expires": 14},
-    },
-    "maintenance.reap_stuck_jobs": {
-        "task": "maintenance.reap_stuck_jobs", "schedule": 60.0, "options": {"expires": 55},
-    },
-    "maintenance.purge_idempotency_keys": {
-        "task": "maintenance.purge_idempotency_keys", "schedule": crontab(minute=17), "options": {"expires": 3000},
-    },
-    "maintenance.purge_expired_oauth_states": {
-        "task": "maintenance.purge_expired_oauth_states", "schedule": 600.0, "options": {"expires": 590},
-    },
-    "webhooks.enqueue_unprocessed": {
-        "task": "webhooks.enqueue_unprocessed", "schedule": 15.0, "options": {"expires": 14},
-    },
-    "webhooks.sweep_missed": {
-        "task": "webhooks.sweep_missed", "schedule": crontab(minute=41), "options": {"expires": 3000},
-    },
-    "billing.reconcile": {
-        "task": "billing.reconcile", "schedule": crontab(hour=3, minute=7), "options": {"expires": 3600},
-    },
-}
+from shared.jobs.kinds import TaskName
+
+
+def _every(task: TaskName, schedule, expires: float) -> tuple[str, dict]:
+    return str(task), {"task": str(task), "schedule": schedule, "options": {"expires": expires}}
+
+
+BEAT_SCHEDULE: dict[str, dict] = dict([
+    _every(TaskName.MAINTENANCE_REQUEUE_UNSENT_JOBS, 15.0, expires=14),
+    _every(TaskName.MAINTENANCE_REAP_STUCK_JOBS, 60.0, expires=55),
+    _every(TaskName.MAINTENANCE_PURGE_IDEMPOTENCY_KEYS, crontab(minute=17), expires=3000),
+    _every(TaskName.MAINTENANCE_PURGE_EXPIRED_OAUTH_STATES, 600.0, expires=590),
+    _every(TaskName.WEBHOOKS_ENQUEUE_UNPROCESSED, 15.0, expires=14),
+    _every(TaskName.WEBHOOKS_SWEEP_MISSED, crontab(minute=41), expires=3000),
+    _every(TaskName.BILLING_RECONCILE, crontab(hour=3, minute=7), expires=3600),
+])

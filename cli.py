@@ -50,21 +50,19 @@ def webhooks_replay(event: str) -> None:
     """Process a stored event again (EVENT: our id or Stripe's evt_... id)."""
     from shared import webhooks as events
     from shared.db import Database
-    from shared.outbox import hand_over
-    from shared.taskqueue import make_producer
-
     from shared.errors import DomainError
+    from shared.jobs.outbox import WEBHOOK_EVENTS
+    from shared.taskqueue import make_producer
 
     settings = load_settings()
     db = Database(settings)
     try:
         with db.transaction() as session:
-            row = events.reset_for_replay(session, event)
-            row_id, stripe_id = row.id, row.stripe_event_id
+            row, _ = events.replay(session, event)
     except DomainError as error:
         raise click.ClickException(error.detail) from None
-    hand_over(make_producer(settings), db, "webhooks.process_stripe_event", row_id, events.mark_sent)
-    click.echo(f"replaying {stripe_id} ({row_id})")
+    WEBHOOK_EVENTS.hand_over(make_producer(settings), db, WEBHOOK_EVENTS.dispatch(row))
+    click.echo(f"replaying {row.stripe_event_id} ({row.id})")
 
 
 @main.group()
@@ -166,8 +164,8 @@ def jobs_watch(job_id, interval: float) -> None:
     import time
 
     from shared.db import Database
+    from shared.jobs.states import FINISHED, JobStatus
     from shared.models import Job
-    from shared.models.jobs import FINISHED_STATES
 
     db = Database(load_settings())
 
@@ -185,14 +183,14 @@ def jobs_watch(job_id, interval: float) -> None:
         while True:
             bar.update(job.progress_percent - shown, f"{job.status}: {job.progress_stage}")
             shown = job.progress_percent
-            if job.status in FINISHED_STATES:
+            if job.status in FINISHED:
                 break
             time.sleep(interval)
             job = look()
     click.echo(f"{job.status} after {job.attempts} attempt(s)")
     if job.error_type:
         click.echo(f"{job.error_type}: {job.error_message}", err=True)
-    if job.status != "succeeded":
+    if job.status != JobStatus.SUCCEEDED:
         sys.exit(1)
 
 

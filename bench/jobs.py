@@ -139,7 +139,7 @@ def job_rows(db: Database, ids: list[str], timeout: float = 120) -> list[Any]:
     from sqlalchemy import select
 
     from shared.models import Job
-    from shared.models.jobs import FINISHED_STATES
+    from shared.jobs.states import FINISHED
 
     wanted = [uuid.UUID(i) for i in ids]
     deadline = time.monotonic() + timeout
@@ -148,7 +148,7 @@ def job_rows(db: Database, ids: list[str], timeout: float = 120) -> list[Any]:
             rows = session.execute(select(Job.status, Job.progress_stage, Job.created_at, Job.sent_at, Job.started_at,
                                           Job.finished_at, Job.error_type, Job.error_message)
                                    .where(Job.id.in_(wanted))).all()
-        unfinished = Counter(f"{row.status}/{row.progress_stage}" for row in rows if row.status not in FINISHED_STATES)
+        unfinished = Counter(f"{row.status}/{row.progress_stage}" for row in rows if row.status not in FINISHED)
         if len(rows) == len(wanted) and not unfinished:
             break
         if time.monotonic() > deadline:
@@ -266,10 +266,10 @@ def pending_ids(db: Database) -> list[str]:
     from sqlalchemy import select
 
     from shared.models import Job
-    from shared.models.jobs import FINISHED_STATES
+    from shared.jobs.states import FINISHED
 
     with db.sessions() as session:
-        return [str(i) for i in session.scalars(select(Job.id).where(Job.status.not_in(tuple(FINISHED_STATES))))]
+        return [str(i) for i in session.scalars(select(Job.id).where(Job.status.not_in(FINISHED)))]
 
 
 def measure_anchor_worker(anchor_env: dict[str, str], args: argparse.Namespace) -> tuple[list[float], float]:

@@ -8,28 +8,16 @@ from datetime import datetime
 from typing import Any
 
 from redis import Redis
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from shared import webhooks
 from shared.accounts import normalize_email
-from shared.errors import Conflict, NotFound
+from shared.errors import NotFound
+from shared.jobs.states import WEBHOOK_SETTLED, JobStatus, WebhookStatus
 from shared.models import AuditEntry, BillingAccount, Job, User, WebhookEvent
 from shared.models.base import utcnow
-from shared.models.jobs import JOB_STATES
 
 ADMIN_ROLE = "admin"
-RETRYABLE_STATES = ("failed", "canceled")
-# Events in these states wait for nothing; failed ones wait for an operator and are counted apart.
-_WEBHOOK_SETTLED = ("processed", "ignored", "failed")
-# A requeued job looks like a fresh submission, so a worker claims it as one: a leftover
-# cancel request or claim token would make the claim refuse it.
-_REQUEUE: dict[str, Any] = {
-    "status": "queued", "attempts": 0, "error_type": None, "error_message": None, "sent_at": None,
-    "next_retry_at": None, "cancel_requested_at": None, "claim_token": None, "worker": None,
-    "lease_expires_at": None, "started_at": None, "finished_at": None, "result": None, "progress_percent": 0,
-    "progress_stage": "queued",
-}
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
 
 
@@ -52,26 +40,18 @@ class JobFilter:
     created_before: datetime | None = None
 
 
-@dataclass(frozen=True)
-class ReplayFilter:
-    status: str
-    kind: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-
-
 def stats(session: Session) -> Stats:
     """Users, jobs per state, the age of the oldest queued job and the webhook backlog."""
-    by_status = dict.fromkeys(JOB_STATES, 0)
+    by_status = dict.fromkeys(JobStatus, 0)
     by_status.update(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
-    oldest = session.scalar(select(func.min(Job.created_at)).where(Job.status == "queued"))
+    oldest = session.scalar(select(func.min(Job.created_at)).where(Job.status == JobStatus.QUEUED))
     events = dict(session.execute(select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)).all())
     return Stats(
         users=session.scalar(select(func.count()).select_from(User)) or 0,
         jobs_by_status=by_status,
         oldest_queued_job_age_seconds=None if oldest is None else max(0.0, (utcnow() - oldest).total_seconds()),
-        webhook_backlog=sum(count for status, count in events.items() if status not in _WEBHOOK_SETTLED),
-        webhooks_failed=events.get("failed", 0),
+        webhook_backlog=sum(count for status, count in events.items() if status not in WEBHOOK_SETTLED),
+        webhooks_failed=events.get(WebhookStatus.FAILED, 0),
     )
 
 
@@ -120,65 +100,6 @@ def stored_customer_ids(session: Session, *, page: int, per_page: int) -> tuple[
     statement = (select(BillingAccount.stripe_customer_id).where(BillingAccount.stripe_customer_id.is_not(None))
                  .order_by(BillingAccount.stripe_customer_id))
     return _page(session, statement, page, per_page)
-
-
-def retry_job(session: Session, job_id: uuid.UUID) -> tuple[Job, dict[str, Any]]:
-    """Put a failed or canceled job back in the queue as if new; returns it and what it was before."""
-    job = session.get(Job, job_id)
-    if job is None:
-        raise NotFound("job not found")
-    before = {"previous_status": job.status, "previous_attempts": job.attempts,
-              "previous_error_type": job.error_type}
-    # Conditional, like every job transition: a concurrent change of state wins over the retry.
-    requeued = session.execute(
-        update(Job).where(Job.id == job_id, Job.status.in_(RETRYABLE_STATES)).values(**_REQUEUE)
-    ).rowcount
-    session.refresh(job)
-    if not requeued:
-        raise Conflict(f"only failed or canceled jobs can be retried; this one is {job.status}",
-                       status_now=job.status)
-    return job, before
-
-
-def replay_webhook(session: Session, event_id: uuid.UUID) -> tuple[WebhookEvent, dict[str, Any]]:
-    """Make a stored event processable again; returns it and what it was before."""
-    row = session.get(WebhookEvent, event_id)
-    if row is None:
-        raise NotFound("webhook event not found")
-    before = {"stripe_event_id": row.stripe_event_id, "type": row.type, "previous_status": row.status,
-              "previous_attempts": row.attempts, "previous_error_type": row.error_type}
-    return webhooks.reset_for_replay(session, str(event_id)), before
-
-
-def select_jobs_for_replay(criteria: ReplayFilter) -> Select:
-    """The ids of the jobs a replay with `criteria` requeues; a dry run counts the very same rows."""
-    if criteria.status not in RETRYABLE_STATES:
-        raise ValueError(f"only {' or '.join(RETRYABLE_STATES)} jobs can be replayed")
-    statement = select(Job.id).where(Job.status == criteria.status)
-    if criteria.kind:
-        statement = statement.where(Job.kind == criteria.kind)
-    if criteria.created_after:
-        statement = statement.where(Job.created_at >= criteria.created_after)
-    if criteria.created_before:
-        statement = statement.where(Job.created_at < criteria.created_before)
-    return statement
-
-
-def count_for_replay(session: Session, criteria: ReplayFilter) -> int:
-    """How many jobs a replay with `criteria` would requeue now."""
-    return session.scalar(select(func.count()).select_from(select_jobs_for_replay(criteria).subquery())) or 0
-
-
-def replay_jobs(session: Session, criteria: ReplayFilter) -> list[tuple[uuid.UUID, str]]:
-    """Requeue every job the selection matches, in one statement; returns their ids and task names."""
-    # Choosing and requeueing in one statement: no job can change state in between, so the
-    # ids returned are exactly the rows changed.
-    rows = session.execute(
-        update(Job).where(Job.id.in_(select_jobs_for_replay(criteria)))
-        .values(**_REQUEUE).returning(Job.id, Job.task_name)
-        .execution_options(synchronize_session=False)
-    ).all()
-    return sorted((row.id, row.task_name) for row in rows)
 
 
 def promote(session: Session, email: str) -> tuple[User, str]:

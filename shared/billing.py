@@ -10,15 +10,16 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared.errors import PaymentRequired
+from shared.jobs.kinds import GENERATION_KINDS
+from shared.jobs.states import ACTIVE
 from shared.models import BillingAccount, Invoice, Job, User
 from shared.models.base import utcnow
 from shared.settings import Settings
 
-PLAN_NAMES = ("free", "pro", "team")
+# Stripe's subscription states that matter here; the others are stored as Stripe names them.
+SUBSCRIPTION_INACTIVE, SUBSCRIPTION_CANCELED = "inactive", "canceled"
 # Stripe states in which the subscription's plan is granted.
 ENTITLED_STATES = frozenset({"active", "trialing", "past_due"})
-GENERATION_KINDS = ("agentic", "fullstack")
-ACTIVE_JOB_STATES = ("queued", "running", "retrying")
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,10 @@ def apply_subscription(session: Session, account: BillingAccount, subscription: 
     same = account.subscription_id == subscription.get("id")
     if as_of < account.subscription_watermark:
         return False
-    if same and account.subscription_status == "canceled" and subscription.get("status") != "canceled":
+    if same and account.subscription_status == SUBSCRIPTION_CANCELED \
+            and subscription.get("status") != SUBSCRIPTION_CANCELED:
         return False
-    status = subscription.get("status") or "inactive"
+    status = subscription.get("status") or SUBSCRIPTION_INACTIVE
     item = _first_item(subscription)
     account.subscription_id = subscription.get("id")
     account.subscription_status = status
@@ -177,7 +179,7 @@ def usage(session: Session, user_id: uuid.UUID, settings: Settings, now: datetim
     plan = plans(settings)[account.plan if account else "free"]
     mine = (Job.owner_id == user_id, Job.kind.in_(GENERATION_KINDS))
     used = session.scalar(select(func.count()).select_from(Job).where(*mine, Job.created_at >= start)) or 0
-    active = session.scalar(select(func.count()).select_from(Job).where(*mine, Job.status.in_(ACTIVE_JOB_STATES))) or 0
+    active = session.scalar(select(func.count()).select_from(Job).where(*mine, Job.status.in_(ACTIVE))) or 0
     return Usage(plan, start, end, used, active)
 
 

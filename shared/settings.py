@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, model_validator
@@ -138,7 +138,32 @@ class Settings(BaseSettings):
     job_validate_timeout_seconds: float = Field(120.0, gt=0)
     job_max_repairs: int = Field(2, ge=0, le=10)
     job_poll_interval_seconds: int = Field(2, ge=1, le=60)
+    # `embedded` (templates, no network) or `llm` (an OpenAI-compatible model, the LLM_* settings).
     generation_provider: str = "embedded"
+    # The model server: its OpenAI-compatible base URL (with /v1), key (optional for local
+    # servers) and model name.
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr = SecretStr("")
+    llm_model: str | None = None
+    # Longest silence from the server (connecting, before the first chunk, between chunks).
+    llm_timeout_seconds: float = Field(120.0, gt=0, le=3600)
+    llm_max_output_tokens: int = Field(16384, ge=256, le=1_000_000)
+    # Some models accept only max_completion_tokens (OpenAI's reasoning models), others only max_tokens.
+    llm_token_limit_parameter: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    # Unset: the server's default (some models refuse any other value).
+    llm_temperature: float | None = Field(None, ge=0, le=2)
+    # A JSON object merged into every request body, for server-specific options.
+    llm_extra_body: dict[str, Any] = Field(default_factory=dict)
+    # Prompt plus completion tokens one job may use, over all its model calls.
+    llm_max_job_tokens: int = Field(300_000, ge=1000)
+    # Longest Retry-After (seconds) honoured from a rate-limited server.
+    llm_retry_after_cap_seconds: float = Field(60.0, ge=0, le=3600)
+    # How the plan's JSON is asked for; auto tries json_schema, then json_object, then none.
+    llm_structured_output: Literal["auto", "json_schema", "json_object", "none"] = "auto"
+    # Answers the model may give for a plan (the invalid ones go back with their errors).
+    llm_max_plan_attempts: int = Field(3, ge=1, le=10)
+    # Shortest interval between progress reports while the model writes.
+    llm_progress_interval_seconds: float = Field(1.0, gt=0, le=60)
     # A queued job younger than this may still be on its way to the broker from the web process.
     outbox_grace_seconds: float = Field(10.0, ge=0)
     idempotency_key_ttl_seconds: int = Field(86400, ge=60)
@@ -151,6 +176,12 @@ class Settings(BaseSettings):
         if self.job_hard_time_limit_seconds <= self.job_soft_time_limit_seconds:
             raise ValueError("JOB_HARD_TIME_LIMIT_SECONDS must be greater than JOB_SOFT_TIME_LIMIT_SECONDS")
         self._check_origins()
+        if self.generation_provider == "llm":
+            for name in ("llm_base_url", "llm_model"):
+                if not getattr(self, name):
+                    raise ValueError(f"{name.upper()} must be set when GENERATION_PROVIDER=llm")
+            if urlsplit(self.llm_base_url or "").scheme not in ("http", "https"):
+                raise ValueError("LLM_BASE_URL must be an http:// or https:// URL")
         if self.devora_env != "production":
             return self
         secret = self.secret_key.get_secret_value()
@@ -207,6 +238,11 @@ class Settings(BaseSettings):
     def broker_visibility_timeout(self) -> int:
         """Longer than any run plus any retry delay, so Redis never redelivers a live task."""
         return int(self.job_hard_time_limit_seconds + self.job_retry_backoff_max_seconds + 600)
+
+    @property
+    def generation_needs_spec(self) -> bool:
+        """Whether generation requests must carry a spec: only the llm provider plans from a prompt alone."""
+        return self.generation_provider != "llm"
 
     @property
     def is_sqlite(self) -> bool:

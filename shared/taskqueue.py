@@ -4,13 +4,15 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu import Exchange, Queue
+from kombu import Exchange
+from kombu import Queue as KombuQueue
 
+from shared.jobs.kinds import TASK_QUEUES, Queue
 from shared.settings import Settings
 
-QUEUES = ("generation", "billing", "webhooks", "default")
-# Routed by the task name's domain prefix: `generation.run` -> the generation queue.
-TASK_ROUTES = {f"{name}.*": {"queue": name} for name in QUEUES if name != "default"}
+# Plain strings from here on: kombu and the broker need no enum.
+QUEUES = tuple(str(queue) for queue in Queue)
+TASK_ROUTES = {str(task): {"queue": str(queue)} for task, queue in TASK_QUEUES.items()}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -35,10 +37,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Job state lives in the database; nothing reads Celery results.
         "task_ignore_result": True,
         "result_backend": None,
-        "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
-        "task_default_queue": "default",
-        "task_default_exchange": "default",
-        "task_default_routing_key": "default",
+        "task_queues": [KombuQueue(name, Exchange(name), routing_key=name) for name in QUEUES],
+        "task_default_queue": str(Queue.DEFAULT),
+        "task_default_exchange": str(Queue.DEFAULT),
+        "task_default_routing_key": str(Queue.DEFAULT),
         "task_routes": TASK_ROUTES,
         # Our tasks are idempotent (a job row is claimed before work starts), so a
         # message is acknowledged only after the work and requeued if its worker dies.
@@ -75,6 +77,6 @@ def make_producer(settings: Settings) -> Celery:
 
 def send(producer: Celery, task_name: str, *args: Any, **options: Any) -> None:
     """Send one task; raises kombu's OperationalError after about a second if the broker is down."""
-    producer.send_task(task_name, args=args, retry=True,
+    producer.send_task(str(task_name), args=args, retry=True,
                        retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
                                      "interval_max": 0.2}, **options)

@@ -1,29 +1,100 @@
-"""Stripe webhook events: storing them once, and applying each type to the billing mirror."""
+"""Stripe webhook events: receiving each once, applying each type to the billing mirror, and the
+runner that processes a stored event exactly once (retrying transient failures, recording the rest).
+"""
 from __future__ import annotations
 
 import json
+import logging
+import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
+from pydantic import BaseModel, ValidationError
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from shared import billing
+from shared.db import Database
 from shared.errors import NotFound
-from shared.integrations.stripe_gateway import StripeGateway
-from shared.models import WebhookEvent
+from shared.integrations.stripe_gateway import (
+    StripeGateway, StripePermanent, StripeTransient, WebhookPayloadInvalid, field_errors,
+)
+from shared.jobs.lifecycle import MAX_ERROR_LENGTH, backoff_seconds
+from shared.jobs.states import WEBHOOK_PENDING, WebhookStatus
+from shared.models import User, WebhookEvent
+from shared.schemas import stripe_events as shapes
+from shared.schemas.stripe_events import EventEnvelope
 from shared.models.base import utcnow
 from shared.settings import Settings
 
+logger = logging.getLogger(__name__)
+# Rate limits, connection errors and 5xx from Stripe, and database blips, come back.
+TRANSIENT = (StripeTransient, OperationalError)
 
-def store(session: Session, *, event_id: str, event_type: str, created: int, livemode: bool,
-          payload: bytes) -> WebhookEvent | None:
+
+@dataclass(frozen=True)
+class Received:
+    """What became of a verified event: the id of its stored row, or None when it was a duplicate."""
+
+    id: uuid.UUID | None
+
+    @property
+    def duplicate(self) -> bool:
+        return self.id is None
+
+
+def receive(db: Database, markers: Redis, event: EventEnvelope, payload: bytes, *,
+            marker_ttl_seconds: int) -> Received:
+    """Store a verified event once; a duplicate is recognised in Redis or by the unique event id.
+
+    An event of a handled type whose object lacks what its handler reads is refused
+    (`WebhookPayloadInvalid`) before anything is stored. The Redis marker is set only after
+    the event was committed, so a hit is always a true duplicate; without Redis the
+    database's unique constraint decides alone.
+    """
+    check_object(event)
+    marker = f"devora:webhook:{event.id}"
+    if _marker_exists(markers, marker):
+        return Received(None)
+    with db.transaction() as session:
+        row = store(session, event, payload)
+    try:
+        markers.set(marker, "1", nx=True, ex=marker_ttl_seconds)
+    except (RedisError, OSError) as error:
+        logger.warning("dedup store unavailable, event %s not marked: %s", event.id, type(error).__name__)
+    return Received(row.id if row is not None else None)
+
+
+def check_object(event: EventEnvelope) -> None:
+    """Refuse an event of a handled type whose `data.object` lacks the shape its handler reads."""
+    handled = HANDLERS.get(event.type)
+    if handled is None:
+        return
+    try:
+        handled.shape.model_validate(event.data.object)
+    except ValidationError as error:
+        raise WebhookPayloadInvalid(f"the {event.type} event's object is not of the shape Stripe sends",
+                                    errors=field_errors(error, ("data", "object"))) from None
+
+
+def _marker_exists(markers: Redis, marker: str) -> bool:
+    try:
+        return bool(markers.exists(marker))
+    except (RedisError, OSError) as error:
+        logger.warning("dedup store unavailable, relying on the database: %s", type(error).__name__)
+        return False
+
+
+def store(session: Session, event: EventEnvelope, payload: bytes) -> WebhookEvent | None:
     """Record a verified event; None when this event id is already stored."""
-    row = WebhookEvent(stripe_event_id=event_id, type=event_type, stripe_created=created, livemode=livemode,
-                       payload=payload.decode("utf-8"), received_at=utcnow())
+    row = WebhookEvent(stripe_event_id=event.id, type=event.type, stripe_created=event.created,
+                       livemode=event.livemode, payload=payload.decode("utf-8"), received_at=utcnow())
     try:
         with session.begin_nested():
             session.add(row)
@@ -32,34 +103,90 @@ def store(session: Session, *, event_id: str, event_type: str, created: int, liv
     return row
 
 
+def process(db: Database, gateway: StripeGateway, settings: Settings, row_id: uuid.UUID) -> float | None:
+    """Apply one stored event exactly once; returns the delay before a retry when one is due, else None.
+
+    Claim, apply and mark done share one transaction: a concurrent delivery finds the event
+    taken, and a crash rolls all of it back for the redelivery. A transient failure is
+    retried with backoff up to WEBHOOK_MAX_ATTEMPTS; any other failure fails the event at
+    once, visibly and replayably.
+    """
+    try:
+        with db.transaction() as session:
+            row = _claim(session, row_id)
+            if row is None:
+                return None
+            status, summary = apply(session, row, gateway, settings)
+            row.status, row.summary, row.processed_at = status, summary, utcnow()
+            row.error_type = row.error_message = row.next_retry_at = None
+        logger.info("webhook %s (%s): %s", row.stripe_event_id, row.type, status)
+        return None
+    except TRANSIENT as error:
+        with db.transaction() as session:
+            delay = _record_failure(session, row_id, error, retry=True, settings=settings)
+        if delay is None:
+            logger.error("webhook event %s failed on its last attempt: %s", row_id, type(error).__name__)
+        else:
+            logger.warning("webhook event %s: %s; retrying in %.1f s", row_id, type(error).__name__, delay)
+        return delay
+    except Exception as error:  # noqa: BLE001 - a permanent failure is recorded and can be replayed
+        logger.exception("webhook event %s failed", row_id)
+        with db.transaction() as session:
+            _record_failure(session, row_id, error, retry=False, settings=settings)
+        return None
+
+
 Handler = Callable[[Session, dict[str, Any], int, StripeGateway, Settings], dict[str, Any]]
 
 
-def apply(session: Session, row: WebhookEvent, gateway: StripeGateway, settings: Settings) -> tuple[str, dict]:
+@dataclass(frozen=True)
+class Handled:
+    """How an event type is applied, and the shape of `data.object` it reads (checked at receipt)."""
+
+    shape: type[BaseModel]
+    apply: Handler
+
+
+def apply(session: Session, row: WebhookEvent, gateway: StripeGateway,
+          settings: Settings) -> tuple[WebhookStatus, dict]:
     """Apply a stored event; returns its final status (`processed` or `ignored`) and a summary."""
     event = json.loads(row.payload)
-    handler = HANDLERS.get(row.type)
-    if handler is None:
-        return "ignored", {"reason": f"{row.type} needs no action here"}
-    summary = handler(session, event["data"]["object"], row.stripe_created, gateway, settings)
-    return ("ignored" if summary.get("ignored") else "processed"), summary
+    handled = HANDLERS.get(row.type)
+    if handled is None:
+        return WebhookStatus.IGNORED, {"reason": f"{row.type} needs no action here"}
+    summary = handled.apply(session, event["data"]["object"], row.stripe_created, gateway, settings)
+    return (WebhookStatus.IGNORED if summary.get("ignored") else WebhookStatus.PROCESSED), summary
 
 
 def _checkout_completed(session, obj, created, gateway, settings) -> dict[str, Any]:
-    user_ref = obj.get("client_reference_id") or (obj.get("metadata") or {}).get("user_id")
     account = billing.account_by_customer(session, obj.get("customer"))
-    if account is None and user_ref:
-        account = billing.account_for(session, uuid.UUID(user_ref))
-        account.stripe_customer_id = obj.get("customer")
+    user_id = _our_user(session, obj.get("client_reference_id") or (obj.get("metadata") or {}).get("user_id"))
+    if account is None and user_id is not None and obj.get("customer"):
+        account = billing.account_for(session, user_id)
+        account.stripe_customer_id = obj["customer"]
     if account is None:
         return {"ignored": True, "reason": "checkout for an unknown customer"}
     if not obj.get("subscription"):
         return {"ignored": True, "reason": "checkout without a subscription"}
     # The session names the subscription but does not carry it: Stripe's current view is authoritative.
-    subscription = gateway.retrieve_subscription(obj["subscription"]).to_dict()
+    try:
+        subscription = gateway.retrieve_subscription(obj["subscription"]).to_dict()
+    except StripePermanent as error:
+        if error.http_status != 404:
+            raise
+        return {"ignored": True, "reason": "checkout for a subscription Stripe does not know"}
     applied = billing.apply_subscription(session, account, subscription, as_of=created, settings=settings)
     return {"user_id": str(account.user_id), "subscription": subscription["id"], "applied": applied,
             "plan": account.plan, "status": account.subscription_status}
+
+
+def _our_user(session: Session, reference: str | None) -> uuid.UUID | None:
+    """The user a checkout names, if the reference is one of our user ids (another app's is ignored)."""
+    try:
+        user_id = uuid.UUID(reference) if reference else None
+    except ValueError:
+        return None
+    return user_id if user_id is not None and session.get(User, user_id) is not None else None
 
 
 def _subscription_changed(session, obj, created, gateway, settings) -> dict[str, Any]:
@@ -93,77 +220,83 @@ def _customer_deleted(session, obj, created, gateway, settings) -> dict[str, Any
         return {"ignored": True, "reason": "unknown customer"}
     account.customer_deleted = True
     if account.subscription_status in billing.ENTITLED_STATES and created >= account.subscription_watermark:
-        account.subscription_status, account.plan = "canceled", "free"
+        account.subscription_status, account.plan = billing.SUBSCRIPTION_CANCELED, "free"
         account.subscription_watermark = created
     return {"user_id": str(account.user_id), "customer": obj.get("id"), "plan": account.plan}
 
 
-HANDLERS: dict[str, Handler] = {
-    "checkout.session.completed": _checkout_completed,
-    **{f"customer.subscription.{verb}": _subscription_changed for verb in ("created", "updated", "deleted")},
-    **{f"invoice.{verb}": _invoice_changed
-       for verb in ("created", "finalized", "paid", "payment_succeeded", "payment_failed", "updated", "voided")},
-    "customer.updated": _customer_updated,
-    "customer.deleted": _customer_deleted,
+_INVOICE_VERBS = ("created", "finalized", "paid", "payment_succeeded", "payment_failed", "updated", "voided")
+HANDLERS: dict[str, Handled] = {
+    "checkout.session.completed": Handled(shapes.CheckoutSession, _checkout_completed),
+    **{f"customer.subscription.{verb}": Handled(shapes.Subscription, _subscription_changed)
+       for verb in ("created", "updated", "deleted")},
+    **{f"invoice.{verb}": Handled(shapes.InvoiceObject, _invoice_changed) for verb in _INVOICE_VERBS},
+    "customer.updated": Handled(shapes.CustomerObject, _customer_updated),
+    "customer.deleted": Handled(shapes.CustomerObject, _customer_deleted),
 }
 
 
-def claim(session: Session, row_id: uuid.UUID) -> WebhookEvent | None:
+def _claim(session: Session, row_id: uuid.UUID) -> WebhookEvent | None:
     """Take a stored event for processing in this transaction; None if it is done or taken."""
     taken = session.execute(
-        update(WebhookEvent).where(WebhookEvent.id == row_id, WebhookEvent.status.in_(("received", "retrying")))
-        .values(status="processing", attempts=WebhookEvent.attempts + 1)
+        update(WebhookEvent).where(WebhookEvent.id == row_id, WebhookEvent.status.in_(WEBHOOK_PENDING))
+        .values(status=WebhookStatus.PROCESSING, attempts=WebhookEvent.attempts + 1)
     ).rowcount
     return session.get(WebhookEvent, row_id, populate_existing=True) if taken else None
 
 
-def record_failure(session: Session, row_id: uuid.UUID, error: BaseException, *, max_attempts: int,
-                   delay_for: Callable[[int], float]) -> float | None:
+def _record_failure(session: Session, row_id: uuid.UUID, error: BaseException, *, retry: bool,
+                    settings: Settings) -> float | None:
     """Count a failed attempt; returns the delay before the next one, or None once the event has failed."""
     row = session.get(WebhookEvent, row_id)
     row.attempts += 1
-    row.error_type, row.error_message = type(error).__name__, (str(error) or type(error).__name__)[:2000]
-    if row.attempts >= max_attempts:
-        row.status, row.next_retry_at = "failed", None
+    row.error_type = type(error).__name__
+    row.error_message = (str(error) or type(error).__name__)[:MAX_ERROR_LENGTH]
+    if not retry or row.attempts >= settings.webhook_max_attempts:
+        row.status, row.next_retry_at = WebhookStatus.FAILED, None
         return None
-    delay = delay_for(row.attempts)
-    row.status, row.next_retry_at = "retrying", utcnow() + timedelta(seconds=delay)
+    delay = backoff_seconds(settings, row.attempts)
+    row.status, row.next_retry_at = WebhookStatus.RETRYING, utcnow() + timedelta(seconds=delay)
     return delay
 
 
-def reset_for_replay(session: Session, reference: str) -> WebhookEvent:
-    """Make an event (by our id or Stripe's) processable again, whatever happened to it before."""
+def replay(session: Session, reference: str) -> tuple[WebhookEvent, dict[str, Any]]:
+    """Make an event (by our id or Stripe's) processable again, whatever happened to it before;
+    returns it and what it was before."""
     try:
         row = session.get(WebhookEvent, uuid.UUID(reference))
     except ValueError:
         row = session.scalar(select(WebhookEvent).where(WebhookEvent.stripe_event_id == reference))
     if row is None:
         raise NotFound(f"no stored webhook event {reference!r}")
-    row.status, row.attempts, row.next_retry_at, row.sent_at = "received", 0, None, None
+    before = {"stripe_event_id": row.stripe_event_id, "type": row.type, "previous_status": row.status,
+              "previous_attempts": row.attempts, "previous_error_type": row.error_type}
+    row.status, row.attempts, row.next_retry_at, row.sent_at = WebhookStatus.RECEIVED, 0, None, None
     row.error_type = row.error_message = None
-    return row
+    return row, before
 
 
-def unsent_events(session: Session, *, now: datetime, grace_seconds: float, lost_after_seconds: float = 600,
-                  limit: int = 500) -> list[uuid.UUID]:
-    """Events to (re)send: never handed to the broker, sent but not picked up for a long time
-    (the message was lost, say with a killed worker), or whose retry message never came back.
-
-    Processing claims each event, so sending one twice costs a no-op at worst.
-    """
-    cutoff = now - timedelta(seconds=grace_seconds)
-    lost = now - timedelta(seconds=lost_after_seconds)
-    return list(session.scalars(
-        select(WebhookEvent.id).where(
-            or_((WebhookEvent.status == "received") & WebhookEvent.sent_at.is_(None)
-                & (WebhookEvent.received_at <= cutoff),
-                (WebhookEvent.status == "received") & (WebhookEvent.sent_at < lost),
-                (WebhookEvent.status == "retrying") & (WebhookEvent.next_retry_at < cutoff - timedelta(seconds=60))))
-        .order_by(WebhookEvent.received_at).limit(limit)))
-
-
-def mark_sent(session: Session, row_id: uuid.UUID) -> None:
-    session.execute(update(WebhookEvent).where(WebhookEvent.id == row_id).values(sent_at=utcnow()))
+def store_missed(db: Database, gateway: StripeGateway, settings: Settings) -> list[WebhookEvent]:
+    """Store the recent events Stripe lists that never reached us by webhook; returns the new rows."""
+    events = gateway.list_events(created_gte=int(time.time()) - settings.webhook_sweep_lookback_seconds)
+    with db.transaction() as session:
+        known = stored_ids(session, [event.id for event in events])
+    stored = []
+    with db.transaction() as session:
+        for listed in events:
+            if listed.id in known:
+                continue
+            payload = json.dumps(listed.to_dict()).encode()
+            try:
+                event = EventEnvelope.model_validate_json(payload)
+                check_object(event)
+            except (ValidationError, WebhookPayloadInvalid) as error:
+                logger.warning("sweep: event %s is not of a shape we can store: %s", listed.id, error)
+                continue
+            row = store(session, event, payload)
+            if row is not None:
+                stored.append(row)
+    return stored
 
 
 def stored_ids(session: Session, event_ids: list[str]) -> set[str]:

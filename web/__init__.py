@@ -16,6 +16,7 @@ from shared.settings import Settings, load_settings
 from shared.taskqueue import make_producer
 from web.api_document import DevoraOpenAPI
 from web.blueprints import BLUEPRINTS
+from web.auth import init_authentication
 from web.caching import JSONCacheSerializer
 from web.converters import FilePathConverter, IdConverter
 from web.cors import init_cors
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None) -> DevoraOpenAPI:
     app.extensions["devora"] = AppState(
         settings=settings, db=Database(settings), tokens=TokenService(settings), limits=Limits.from_settings(settings),
         producer=make_producer(settings), gateway=StripeGateway(settings),
-        dedup=Redis.from_url(settings.resolved_state_url, socket_timeout=settings.redis_socket_timeout,
+        redis=Redis.from_url(settings.resolved_state_url, socket_timeout=settings.redis_socket_timeout,
                              socket_connect_timeout=settings.redis_socket_timeout))
     cache.init_app(app)
     init_request_ids(app)
@@ -72,6 +73,8 @@ def create_app(settings: Settings | None = None) -> DevoraOpenAPI:
         app.register_api(blueprint)
     app.add_url_rule("/api/v2/openapi.json", "openapi_document", lambda: app.api_doc)
     app.extensions["devora"].limiter = init_limiter(app, settings)
+    # After the limiter's hook: an anonymous flood is limited before it is told 401.
+    init_authentication(app)
     require_json_bodies(app)
     app.extensions["devora"].oauth = init_oauth(app, settings, app.extensions["devora"].db)
     app.teardown_appcontext(close_db_session)

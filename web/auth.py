@@ -1,8 +1,16 @@
-"""Bearer-token authentication for views and for the rate-limit key."""
+"""Bearer-token authentication for views and for the rate-limit key.
+
+A route declares that it needs a token by its OpenAPI `security`, and that declaration is
+the check: `init_authentication` authenticates exactly the operations that declare it, before
+their input is validated, so the document and the behaviour cannot drift apart.
+"""
 from __future__ import annotations
+
+import re
 
 from flask import g, request
 from flask_limiter.util import get_remote_address
+from flask_openapi3 import OpenAPI
 
 from shared import logcontext
 from shared.errors import Unauthorized
@@ -54,3 +62,25 @@ def rate_limit_key() -> str:
 
 def client_address_key() -> str:
     return f"addr:{get_remote_address()}"
+
+
+def init_authentication(app: OpenAPI) -> None:
+    """Authenticate every request to an operation whose OpenAPI declaration names a security scheme."""
+    protected = _protected_endpoints(app)
+
+    @app.before_request
+    def _authenticate() -> None:
+        if (request.endpoint, request.method) in protected:
+            current_user()
+
+
+def _protected_endpoints(app: OpenAPI) -> frozenset[tuple[str, str]]:
+    protected = set()
+    for rule in app.url_map.iter_rules():
+        # /jobs/<uuid:job_id> is /jobs/{job_id} in the document.
+        item = app.paths.get(re.sub(r"<([^<:]+:)?", "{", rule.rule).replace(">", "}"))
+        for method in rule.methods or ():
+            operation = getattr(item, method.lower(), None) if item is not None else None
+            if operation is not None and operation.security:
+                protected.add((rule.endpoint, method))
+    return frozenset(protected)

@@ -1,26 +1,12 @@
-"""Handing committed jobs to the broker."""
+"""Handing a request's committed rows to the broker."""
 from __future__ import annotations
 
-import logging
-import uuid
-from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy.orm import Session
-
-from shared.jobs import mark_sent
-from shared.outbox import hand_over
+from shared.jobs.outbox import JOBS, Outbox
 from web.state import state
 
-logger = logging.getLogger(__name__)
 
-
-def enqueue(row_id: uuid.UUID, task_name: str,
-            mark_sent: Callable[[Session, uuid.UUID], None] = mark_sent) -> bool:
-    """Send the task for a committed row; if that fails the row waits in the outbox for the sweep."""
-    try:
-        hand_over(state().producer, state().db, task_name, row_id, mark_sent)
-    except Exception as error:  # noqa: BLE001 - whatever the broker failure, the accepted work must survive
-        logger.warning("broker unavailable, %s stays queued for the outbox sweep: %s", row_id,
-                       type(error).__name__)
-        return False
-    return True
+def enqueue(row: Any, outbox: Outbox = JOBS) -> bool:
+    """Send the task for a committed row; if the broker refuses, the row waits in the outbox for the sweep."""
+    return outbox.hand_over_all(state().producer, state().db, [outbox.dispatch(row)]) == 1

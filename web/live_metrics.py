@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from shared.heartbeat import beat_age_seconds
+from shared.jobs.states import JobStatus
 from shared.models import Job, WebhookEvent
 from shared.models.base import utcnow
 from shared.queues import queue_depths
@@ -31,7 +32,7 @@ class LiveCollector(Collector):
             yield from self._database()
         except Exception as error:  # noqa: BLE001 - a scrape reports what it can
             logger.warning("database metrics unavailable: %s", type(error).__name__)
-        age = beat_age_seconds(self._state.dedup)
+        age = beat_age_seconds(self._state.redis)
         if age is not None:
             yield GaugeMetricFamily("devora_beat_heartbeat_age_seconds", "Seconds since beat last ticked", value=age)
 
@@ -46,7 +47,7 @@ class LiveCollector(Collector):
         now = utcnow()
         with self._state.db.transaction() as session:
             by_state = session.execute(select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)).all()
-            oldest = session.scalar(select(func.min(Job.created_at)).where(Job.status == "queued"))
+            oldest = session.scalar(select(func.min(Job.created_at)).where(Job.status == JobStatus.QUEUED))
             recent = session.execute(select(Job.kind, Job.started_at, Job.finished_at).where(
                 Job.finished_at >= now - timedelta(hours=1), Job.started_at.is_not(None))).all()
             events = session.execute(select(WebhookEvent.type, WebhookEvent.status, func.count())

@@ -26,8 +26,9 @@ class AppState:
     limits: Limits
     producer: Celery
     gateway: StripeGateway
-    # Our own short-lived markers (webhook dedup); lazy, no connection until used.
-    dedup: Redis
+    # The app's own Redis (webhook dedup markers, beat's heartbeat, the readiness ping);
+    # lazy, no connection until used.
+    redis: Redis
     oauth: OAuth | None = None
     limiter: Limiter | None = None
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import uuid
 from collections.abc import Callable
@@ -12,12 +11,14 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import jobs, logcontext
+from shared import logcontext
 from shared.db import Database
 from shared.errors import DomainError
+from shared.jobs import lifecycle
+from shared.jobs.lifecycle import Claim, backoff_seconds
+from shared.jobs.states import JobStatus
 from shared.models import Job
 from shared.settings import Settings
 from worker.context import database_of, settings_of
@@ -53,23 +54,23 @@ class JobContext:
     attempt: int
     settings: Settings
     db: Database = field(repr=False)
-    _claim: jobs.Claim = field(repr=False)
+    _claim: Claim = field(repr=False)
 
     def progress(self, percent: int, stage: str) -> None:
         with self.db.transaction() as session:
-            state = jobs.heartbeat(session, self._claim, self.settings.job_lease_seconds, percent, stage)
-        if state is None:
+            owned = lifecycle.renew_lease(session, self._claim, self.settings.job_lease_seconds, percent, stage)
+        if not owned:
             raise ClaimLost(str(self.job_id))
 
     def cancel_requested(self) -> bool:
         with self.db.transaction() as session:
-            return session.scalar(select(Job.cancel_requested_at).where(Job.id == self.job_id)) is not None
+            return lifecycle.cancel_requested(session, self.job_id)
 
 
-class _Heartbeat(threading.Thread):
+class _LeaseKeeper(threading.Thread):
     """Renews the lease while the work runs; it dies with the process, so a killed worker's lease lapses."""
 
-    def __init__(self, db: Database, claim: jobs.Claim, lease_seconds: int) -> None:
+    def __init__(self, db: Database, claim: Claim, lease_seconds: int) -> None:
         super().__init__(name=f"lease-{claim.job_id}", daemon=True)
         self._db, self._claim, self._lease = db, claim, lease_seconds
         self._stopped = threading.Event()
@@ -78,18 +79,12 @@ class _Heartbeat(threading.Thread):
         while not self._stopped.wait(self._lease / 3):
             try:
                 with self._db.transaction() as session:
-                    jobs.heartbeat(session, self._claim, self._lease)
-            except Exception:  # noqa: BLE001 - a missed beat only shortens the lease; the next may succeed
+                    lifecycle.renew_lease(session, self._claim, self._lease)
+            except Exception:  # noqa: BLE001 - a missed renewal only shortens the lease; the next may succeed
                 logger.warning("could not renew the lease of job %s", self._claim.job_id, exc_info=True)
 
     def stop(self) -> None:
         self._stopped.set()
-
-
-def backoff_seconds(settings: Settings, attempt: int) -> float:
-    """Exponential backoff (1 s, 2 s, 4 s ... by default), capped, with +/-25 % jitter."""
-    nominal = min(settings.job_retry_backoff_max_seconds, settings.job_retry_backoff_seconds * 2 ** (attempt - 1))
-    return min(settings.job_retry_backoff_max_seconds, nominal * random.uniform(0.75, 1.25))
 
 
 def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
@@ -99,11 +94,11 @@ def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
     logcontext.job_id.set(job_id)
     worker = f"{task.request.hostname or 'worker'}:{os.getpid()}"
     with db.transaction() as session:
-        claim = jobs.claim(session, uuid.UUID(job_id), worker, settings.job_lease_seconds)
-        job = session.get(Job, claim.job_id) if isinstance(claim, jobs.Claim) else None
+        claim = lifecycle.claim_job(session, uuid.UUID(job_id), worker, settings.job_lease_seconds)
+        job = session.get(Job, claim.job_id) if isinstance(claim, Claim) else None
         context = job and JobContext(job.id, job.owner_id, job.project_id, job.kind, dict(job.payload),
                                      claim.attempt, settings, db, claim)
-    if not isinstance(claim, jobs.Claim):
+    if not isinstance(claim, Claim):
         if claim.finished:
             logger.info("job %s: nothing to do, it has finished", job_id)
             return
@@ -111,21 +106,21 @@ def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
         raise task.retry(countdown=claim.retry_in, max_retries=None)
 
     logger.info("job %s: attempt %s of %s on %s", job_id, claim.attempt, claim.max_attempts, worker)
-    heartbeat = _Heartbeat(db, claim, settings.job_lease_seconds)
-    heartbeat.start()
+    lease_keeper = _LeaseKeeper(db, claim, settings.job_lease_seconds)
+    lease_keeper.start()
     try:
         outcome = work(context)
     except JobCanceled:
-        _end(db, claim, status="canceled")
+        _end(db, claim, status=JobStatus.CANCELED)
     except ClaimLost:
         logger.warning("job %s: lease lost to another delivery; stopping without writing", job_id)
     except SoftTimeLimitExceeded as error:
-        _end(db, claim, status="failed", error=error, error_type="TimeLimitExceeded")
+        _end(db, claim, status=JobStatus.FAILED, error=error, error_type="TimeLimitExceeded")
     except transient as error:
         _retry_or_fail(task, db, settings, claim, error)
     except Exception as error:  # noqa: BLE001 - any other failure is permanent and recorded on the job
         logger.exception("job %s failed", job_id)
-        _end(db, claim, status="failed", error=error)
+        _end(db, claim, status=JobStatus.FAILED, error=error)
     else:
         try:
             _succeed(db, claim, outcome)
@@ -134,38 +129,38 @@ def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
             # work is redone on the next attempt rather than left running until the reaper.
             _retry_or_fail(task, db, settings, claim, error)
     finally:
-        heartbeat.stop()
+        lease_keeper.stop()
 
 
-def _succeed(db: Database, claim: jobs.Claim, outcome: JobOutcome) -> None:
+def _succeed(db: Database, claim: Claim, outcome: JobOutcome) -> None:
     try:
         with db.transaction() as session:
-            job = jobs.lock_claimed(session, claim)
+            job = lifecycle.lock_claimed(session, claim)
             if job is None:
                 return
             if job.cancel_requested_at is not None:
-                jobs.finish(session, claim, status="canceled")
+                lifecycle.finish(session, claim, status=JobStatus.CANCELED)
                 return
             if outcome.apply:
                 outcome.apply(session, job)
-            jobs.finish(session, claim, status="succeeded", result=outcome.result)
+            lifecycle.finish(session, claim, status=JobStatus.SUCCEEDED, result=outcome.result)
     except DomainError as error:
         # The result could not be stored (the project was deleted or would exceed its limits).
-        _end(db, claim, status="failed", error=error, error_type="ResultRejected")
+        _end(db, claim, status=JobStatus.FAILED, error=error, error_type="ResultRejected")
 
 
-def _retry_or_fail(task: Task, db: Database, settings: Settings, claim: jobs.Claim, error: BaseException) -> None:
+def _retry_or_fail(task: Task, db: Database, settings: Settings, claim: Claim, error: BaseException) -> None:
     if claim.attempt >= claim.max_attempts:
         logger.warning("job %s: %s on the last attempt; giving up", claim.job_id, type(error).__name__)
-        _end(db, claim, status="failed", error=error)
+        _end(db, claim, status=JobStatus.FAILED, error=error)
         return
     delay = backoff_seconds(settings, claim.attempt)
     logger.warning("job %s: %s; retrying in %.1f s", claim.job_id, type(error).__name__, delay)
     with db.transaction() as session:
-        jobs.schedule_retry(session, claim, error, delay)
+        lifecycle.schedule_retry(session, claim, error, delay)
     raise task.retry(countdown=delay, max_retries=None, exc=error)
 
 
-def _end(db: Database, claim: jobs.Claim, **how: Any) -> None:
+def _end(db: Database, claim: Claim, **how: Any) -> None:
     with db.transaction() as session:
-        jobs.finish(session, claim, **how)
+        lifecycle.finish(session, claim, **how)

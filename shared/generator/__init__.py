@@ -1,14 +1,18 @@
-"""Embedded code generator: turns an AppSpec into a runnable, tested standard-library project."""
-from shared.generator.pipeline import (
+"""Code generator: turns a spec or a prompt into a runnable, tested standard-library project."""
+from shared.generator.context import ProgressUpdate, RunContext, TokenUsage
+from shared.generator.errors import (
     GenerationCanceled,
     GenerationError,
     GenerationFailed,
-    GenerationResult,
-    GenerationSummary,
+    PlanInvalid,
+    ProviderRejected,
     ProviderUnavailable,
-    run_pipeline,
+    TokenBudgetExceeded,
 )
-from shared.generator.provider import PROVIDERS, EmbeddedProvider, GenerationProvider, Plan, get_provider
+from shared.generator.llm_provider import LLMProvider
+from shared.generator.pipeline import GenerationResult, GenerationSummary, run_pipeline
+from shared.generator.provider import EmbeddedProvider, GenerationProvider, GenerationRequest, Plan
+from shared.generator.registry import PROVIDERS, get_provider
 from shared.generator.render import PlannedFile, plan_files, render
 from shared.generator.validate import FileProblem, ValidationReport, validate_project
 
@@ -19,13 +23,21 @@ __all__ = [
     "GenerationError",
     "GenerationFailed",
     "GenerationProvider",
+    "GenerationRequest",
     "GenerationResult",
     "GenerationSummary",
+    "LLMProvider",
     "Plan",
-    "PROVIDERS",
-    "ProviderUnavailable",
-    "get_provider",
+    "PlanInvalid",
     "PlannedFile",
+    "ProgressUpdate",
+    "PROVIDERS",
+    "ProviderRejected",
+    "ProviderUnavailable",
+    "RunContext",
+    "TokenBudgetExceeded",
+    "TokenUsage",
+    "get_provider",
     "plan_files",
     "render",
     "run_pipeline",

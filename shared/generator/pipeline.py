@@ -1,50 +1,26 @@
 """The staged generation run: plan, generate, validate, and repair while validation fails.
 
-`on_progress(percent, stage)` is called as each stage starts: plan, generate, validate, then a repair
-and a validate per repair round, and done at 100; `should_cancel()` is checked before each of them.
+`on_progress(percent, stage)` is called as each stage starts (plan, generate, validate, then a repair
+and a validate per repair round, and done at 100) and when the percent moves inside a stage;
+`on_update(ProgressUpdate)` also hears what happens inside a stage (the file being written, tokens so
+far). `should_cancel()` is checked before each stage and polled during model calls.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from shared.generator.provider import EmbeddedProvider, GenerationProvider
+from shared.generator.context import CancelCheck, ProgressCallback, RunContext, UpdateCallback
+from shared.generator.errors import GenerationError, GenerationFailed, UsageByStage
+from shared.generator.provider import EmbeddedProvider, GenerationProvider, GenerationRequest
 from shared.generator.validate import ValidationReport, validate_project
 from shared.schemas.spec import AppSpec, GenerationKind
-
-ProgressCallback = Callable[[int, str], None]
-CancelCheck = Callable[[], bool]
 
 MAX_REPAIRS_LIMIT = 10
 
 # Percent reported when each stage starts; repair rounds share the span between them.
 _PLAN, _GENERATE, _VALIDATE, _REPAIR_START, _REPAIR_SPAN = 5, 20, 40, 55, 40
-
-
-class GenerationError(Exception):
-    """Base class of the pipeline's own failures."""
-
-
-class ProviderUnavailable(GenerationError):
-    """The provider could not answer for now (timeout, rate limit, outage): worth retrying later."""
-
-
-class GenerationCanceled(GenerationError):
-    """Raised when `should_cancel` asks to stop; `stage` is the stage that was about to start."""
-
-    def __init__(self, stage: str) -> None:
-        super().__init__(f"generation canceled before the {stage} stage")
-        self.stage = stage
-
-
-class GenerationFailed(GenerationError):
-    """Raised when the project still fails validation after every allowed repair."""
-
-    def __init__(self, message: str, report: ValidationReport, repair_attempts: int) -> None:
-        super().__init__(message)
-        self.report = report
-        self.repair_attempts = repair_attempts
 
 
 @dataclass(frozen=True)
@@ -60,6 +36,9 @@ class GenerationSummary:
     validation_message: str
     tests_run: int
     repair_attempts: int
+    # Tokens per stage that called a model, and their sum; empty and 0 for the embedded provider.
+    usage: UsageByStage = field(default_factory=dict)
+    total_tokens: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as JSON-compatible data."""
@@ -73,43 +52,44 @@ class GenerationResult:
     files: dict[str, str]
     summary: GenerationSummary
     report: ValidationReport
-
-
-class _Stages:
-    def __init__(self, on_progress: ProgressCallback | None, should_cancel: CancelCheck | None) -> None:
-        self._on_progress = on_progress
-        self._should_cancel = should_cancel
-
-    def enter(self, stage: str, percent: int) -> None:
-        if self._should_cancel is not None and self._should_cancel():
-            raise GenerationCanceled(stage)
-        if self._on_progress is not None:
-            self._on_progress(percent, stage)
+    spec: AppSpec
 
 
 def run_pipeline(
-    spec: AppSpec | Mapping[str, Any],
+    spec: AppSpec | Mapping[str, Any] | None,
     kind: GenerationKind | str,
     *,
+    prompt: str | None = None,
     provider: GenerationProvider | None = None,
     on_progress: ProgressCallback | None = None,
+    on_update: UpdateCallback | None = None,
     should_cancel: CancelCheck | None = None,
     validate_timeout: float = 60.0,
     max_repairs: int = 2,
 ) -> GenerationResult:
-    """Plan, generate and validate a project, repairing it up to `max_repairs` times."""
+    """Plan, generate and validate a project, repairing it up to `max_repairs` times.
+
+    Every GenerationError raised carries `usage`, the tokens spent per stage until then.
+    """
     if not 0 <= max_repairs <= MAX_REPAIRS_LIMIT:
         raise ValueError(f"max_repairs must be between 0 and {MAX_REPAIRS_LIMIT}")
-    spec = spec if isinstance(spec, AppSpec) else AppSpec.model_validate(spec)
-    kind = GenerationKind(kind)
+    request = GenerationRequest.of(spec, kind, prompt)
     provider = provider if provider is not None else EmbeddedProvider()
-    stages = _Stages(on_progress, should_cancel)
+    run = RunContext(on_progress, on_update, should_cancel)
+    try:
+        return _run(request, provider, run, validate_timeout, max_repairs)
+    except GenerationError as error:
+        error.usage = run.usage()
+        raise
 
-    stages.enter("plan", _PLAN)
-    plan = provider.plan(spec, kind)
-    stages.enter("generate", _GENERATE)
-    files = dict(provider.generate(plan))
-    stages.enter("validate", _VALIDATE)
+
+def _run(request: GenerationRequest, provider: GenerationProvider, run: RunContext, validate_timeout: float,
+         max_repairs: int) -> GenerationResult:
+    run.enter("plan", _PLAN, _GENERATE)
+    plan = provider.plan(request, run)
+    run.enter("generate", _GENERATE, _VALIDATE)
+    files = dict(provider.generate(plan, run))
+    run.enter("validate", _VALIDATE, _REPAIR_START)
     report = validate_project(files, validate_timeout)
 
     step = _REPAIR_SPAN // max(max_repairs, 1)
@@ -117,9 +97,9 @@ def run_pipeline(
     while not report.passed and attempts < max_repairs:
         start = _REPAIR_START + attempts * step
         attempts += 1
-        stages.enter("repair", start)
-        files = dict(provider.repair(plan, files, report))
-        stages.enter("validate", start + step // 2)
+        run.enter("repair", start, start + step // 2)
+        files = dict(provider.repair(plan, files, report, run))
+        run.enter("validate", start + step // 2, start + step)
         report = validate_project(files, validate_timeout)
     if not report.passed:
         raise GenerationFailed(
@@ -128,16 +108,18 @@ def run_pipeline(
             attempts,
         )
 
-    stages.enter("done", 100)
+    run.enter("done", 100, 100)
     summary = GenerationSummary(
-        kind=kind.value,
-        app_name=spec.app_name,
+        kind=plan.kind.value,
+        app_name=plan.spec.app_name,
         provider=provider.name,
-        entity_count=len(spec.entities),
+        entity_count=len(plan.spec.entities),
         file_count=len(files),
         validation_passed=report.passed,
         validation_message=report.message,
         tests_run=report.tests_run,
         repair_attempts=attempts,
+        usage=run.usage(),
+        total_tokens=run.tokens_used,
     )
-    return GenerationResult(files=files, summary=summary, report=report)
+    return GenerationResult(files=files, summary=summary, report=report, spec=plan.spec)

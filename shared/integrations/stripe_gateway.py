@@ -7,13 +7,16 @@ attributes, `to_dict()` for plain data); list methods return Python lists of the
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import stripe
+from pydantic import ValidationError
 
+from shared.schemas.stripe_events import EventEnvelope
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -51,7 +54,22 @@ class WebhookSignatureInvalid(StripeGatewayError):
 
 
 class WebhookPayloadInvalid(StripeGatewayError):
-    """A correctly signed webhook body that is not a Stripe snapshot event."""
+    """A correctly signed webhook body that is not a Stripe snapshot event of a shape we can store."""
+
+    def __init__(self, message: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
+def field_errors(error: ValidationError, prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Pydantic's errors as problem+json `errors` entries, without the input values."""
+    return [{"loc": [*prefix, *(str(part) for part in item["loc"])], "msg": item["msg"], "type": item["type"]}
+            for item in error.errors(include_url=False, include_input=False, include_context=False)][:20]
+
+
+def _signed_at(header: str | None) -> int:
+    # verify_header accepted the header, so it has a numeric t=.
+    return int(next(part[2:] for part in (header or "").split(",") if part.startswith("t=")))
 
 
 class StripeGateway:
@@ -116,11 +134,6 @@ class StripeGateway:
         with self._translated("retrieve_customer"):
             return self._client.v1.customers.retrieve(customer_id)
 
-    def retrieve_price(self, price_id: str) -> stripe.Price:
-        """Fetch one price, e.g. to check a configured plan exists and is active."""
-        with self._translated("retrieve_price"):
-            return self._client.v1.prices.retrieve(price_id)
-
     def retrieve_subscription(self, subscription_id: str) -> stripe.Subscription:
         """Fetch one subscription."""
         with self._translated("retrieve_subscription"):
@@ -137,11 +150,6 @@ class StripeGateway:
         """The customer's most recent `limit` invoices (one page; Stripe allows at most 100)."""
         with self._translated("list_invoices"):
             return list(self._client.v1.invoices.list(params={"customer": customer_id, "limit": limit}))
-
-    def retrieve_event(self, event_id: str) -> stripe.Event:
-        """Fetch one event, e.g. to re-read a webhook's object in its current state."""
-        with self._translated("retrieve_event"):
-            return self._client.v1.events.retrieve(event_id)
 
     def list_events(self, *, created_gte: int, limit: int = 100) -> list[stripe.Event]:
         """Every event created at or after `created_gte` (Unix seconds), fetched `limit` per page."""
@@ -170,22 +178,31 @@ class StripeGateway:
                     results[customer_id] = error
         return results
 
-    def construct_event(self, payload: bytes, signature_header: str | None) -> stripe.Event:
-        """Verify a webhook's signature and age against the raw body, then parse it into an event."""
+    def construct_event(self, payload: bytes, signature_header: str | None) -> EventEnvelope:
+        """Verify a webhook's signature and age against the raw body, then check the event's envelope.
+
+        The signature's timestamp must be within the tolerance in either direction: the SDK
+        refuses old ones, and one far in the future is refused here too.
+        """
         secret = self._webhook_secret.get_secret_value()
         if not secret:
             # A configuration fault, not the sender's: it must not read as a bad signature.
             raise StripeGatewayError("STRIPE_WEBHOOK_SECRET is not set; webhooks cannot be verified")
         try:
-            return self._client.construct_event(payload, signature_header, secret,
-                                                tolerance=self._webhook_tolerance)
+            stripe.WebhookSignature.verify_header(payload.decode("utf-8"), signature_header, secret,
+                                                  tolerance=self._webhook_tolerance)
         except stripe.SignatureVerificationError as exc:
             message = self._redact(f"Webhook signature rejected: {exc.user_message}")
             raise WebhookSignatureInvalid(message) from exc
-        # ValueError covers invalid UTF-8, invalid JSON and thin (v2) events; AttributeError
-        # is what the SDK raises for JSON that is not an object.
-        except (ValueError, AttributeError) as exc:
-            raise WebhookPayloadInvalid(f"Webhook body is not a Stripe event: {type(exc).__name__}") from exc
+        except UnicodeDecodeError as exc:
+            raise WebhookPayloadInvalid("Webhook body is not UTF-8 text") from exc
+        if _signed_at(signature_header) > time.time() + self._webhook_tolerance:
+            raise WebhookSignatureInvalid("Webhook signature rejected: its timestamp is in the future")
+        try:
+            return EventEnvelope.model_validate_json(payload)
+        except ValidationError as exc:
+            raise WebhookPayloadInvalid("Webhook body is not a Stripe event we can store",
+                                        errors=field_errors(exc)) from None
 
     @contextmanager
     def _translated(self, operation: str) -> Iterator[None]:

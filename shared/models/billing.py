@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared.jobs.states import WebhookStatus
 from shared.models.base import Base, Timestamps, new_id
 
 
@@ -63,8 +64,7 @@ class WebhookEvent(Base):
     livemode: Mapped[bool] = mapped_column(default=False)
     # The body exactly as Stripe signed it.
     payload: Mapped[str] = mapped_column(Text)
-    # received -> processing -> processed | ignored | retrying | failed
-    status: Mapped[str] = mapped_column(String(16), default="received")
+    status: Mapped[str] = mapped_column(String(16), default=WebhookStatus.RECEIVED)
     attempts: Mapped[int] = mapped_column(default=0)
     next_retry_at: Mapped[datetime | None]
     error_type: Mapped[str | None] = mapped_column(String(100))

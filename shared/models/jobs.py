@@ -8,10 +8,9 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared.jobs.kinds import TaskName, task_for
+from shared.jobs.states import JobStatus
 from shared.models.base import Base, Timestamps, new_id
-
-JOB_STATES = ("queued", "running", "retrying", "succeeded", "failed", "canceled")
-FINISHED_STATES = frozenset({"succeeded", "failed", "canceled"})
 
 
 class Job(Timestamps, Base):
@@ -28,11 +27,10 @@ class Job(Timestamps, Base):
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     project_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("projects.id", ondelete="SET NULL"), index=True)
     kind: Mapped[str] = mapped_column(String(32))
-    task_name: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     progress_percent: Mapped[int] = mapped_column(default=0)
-    progress_stage: Mapped[str] = mapped_column(String(64), default="queued")
+    progress_stage: Mapped[str] = mapped_column(String(64), default=JobStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(default=0)
     max_attempts: Mapped[int]
     next_retry_at: Mapped[datetime | None]
@@ -48,6 +46,10 @@ class Job(Timestamps, Base):
     lease_expires_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+    @property
+    def task_name(self) -> TaskName:
+        return task_for(self.kind)
 
 
 class IdempotencyKey(Base):

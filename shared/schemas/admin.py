@@ -8,10 +8,11 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from shared.jobs.kinds import JobKind
+from shared.jobs.states import RETRYABLE, JobStatus, WebhookStatus
 from shared.schemas.common import PageMeta, PageQuery, StoredText
-from shared.schemas.jobs import EXAMPLE_JOB, JobKind, JobOut, JobStatus
+from shared.schemas.jobs import EXAMPLE_JOB, JobOut
 
-WebhookStatus = Literal["received", "processing", "processed", "ignored", "retrying", "failed"]
 MAX_CUSTOMER_IDS = 100
 _CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_]{1,255}$")
 
@@ -78,7 +79,7 @@ class ReplayBody(BaseModel):
     model_config = ConfigDict(extra="forbid", openapi_extra={"example": {
         "status": "failed", "kind": "fullstack", "created_after": "2026-12-01T00:00:00Z", "dry_run": True}})
 
-    status: Literal["failed", "canceled"]
+    status: Literal[tuple(sorted(RETRYABLE))]  # the states an operator may queue again
     kind: JobKind | None = None
     created_after: AwareDatetime | None = None
     created_before: AwareDatetime | None = None

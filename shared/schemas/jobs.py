@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shared.jobs.kinds import JobKind
+from shared.jobs.states import JobStatus
 from shared.schemas.common import HeaderModel, PageMeta, PageQuery, StoredText
 from shared.schemas.projects import EXAMPLE_PROJECT_ID
 from shared.schemas.spec import EXAMPLE_SPEC, AppSpec
 
-JobStatus = Literal["queued", "running", "retrying", "succeeded", "failed", "canceled"]
-JobKind = Literal["agentic", "fullstack", "billing_sync"]
-
+SPEC_REQUIRED = ("the embedded generator needs a structured `spec`; a free-text `prompt` alone needs a "
+                 "language-model provider (GENERATION_PROVIDER=llm), which is not configured")
 
 EXAMPLE_JOB = {
     "id": "9d1c7e4a-2b3f-4c5d-8e6f-7a8b9c0d1e2f", "kind": "fullstack", "status": "succeeded",
@@ -35,16 +36,16 @@ class GenerateBody(BaseModel):
         "project_id": EXAMPLE_PROJECT_ID, "spec": EXAMPLE_SPEC}})
 
     project_id: uuid.UUID
-    prompt: StoredText | None = Field(None, max_length=20000, description="Free-text request; needs a language-model provider")
-    spec: AppSpec | None = Field(None, description="Structured application spec (required by the embedded provider)")
+    prompt: StoredText | None = Field(None, max_length=20000,
+                                      description="Free-text request; alone, it needs the language-model provider")
+    spec: AppSpec | None = Field(None, description="Structured application spec (required by the embedded "
+                                                   "provider; with a prompt, constraints for the model's plan)")
 
     @model_validator(mode="after")
-    def _needs_a_spec(self) -> GenerateBody:
-        if self.spec is None:
-            if self.prompt:
-                raise ValueError("the embedded generator needs a structured `spec`; a free-text `prompt` alone "
-                                 "needs a language-model provider, which is not configured")
-            raise ValueError("a `spec` is required")
+    def _needs_something_to_build(self) -> GenerateBody:
+        # Whether a prompt alone will do depends on the configured provider: the view checks that.
+        if self.spec is None and not (self.prompt and self.prompt.strip()):
+            raise ValueError("a `spec` or a `prompt` is required")
         return self
 
 
@@ -67,7 +68,7 @@ class JobOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"example": EXAMPLE_JOB})
 
     id: uuid.UUID
-    kind: str
+    kind: JobKind
     status: JobStatus
     project_id: uuid.UUID | None
     progress: JobProgress

@@ -18,6 +18,8 @@ from shared.generator import (
     GenerationFailed,
     GenerationProvider,
     Plan,
+    ProviderRejected,
+    RunContext,
     ValidationReport,
     plan_files,
     render,
@@ -266,8 +268,8 @@ class BreaksFirstGeneration(EmbeddedProvider):
         self.path, self.target, self.replacement = path, target, replacement
         self.generated = 0
 
-    def generate(self, plan: Plan) -> dict[str, str]:
-        files = super().generate(plan)
+    def generate(self, plan: Plan, run: RunContext) -> dict[str, str]:
+        files = super().generate(plan, run)
         self.generated += 1
         if self.generated == 1:
             assert self.target in files[self.path]
@@ -278,13 +280,14 @@ class BreaksFirstGeneration(EmbeddedProvider):
 class NeverRepairs(EmbeddedProvider):
     """Test double: every output, repaired or not, has a syntax error."""
 
-    def generate(self, plan: Plan) -> dict[str, str]:
-        files = super().generate(plan)
+    def generate(self, plan: Plan, run: RunContext) -> dict[str, str]:
+        files = super().generate(plan, run)
         files["notes/models.py"] += "\ndef broken(:\n"
         return files
 
-    def repair(self, plan: Plan, files: Mapping[str, str], report: ValidationReport) -> dict[str, str]:
-        return self.generate(plan)
+    def repair(self, plan: Plan, files: Mapping[str, str], report: ValidationReport,
+               run: RunContext) -> dict[str, str]:
+        return self.generate(plan, run)
 
 
 def test_pipeline_reports_stages_in_order() -> None:
@@ -345,3 +348,20 @@ def test_pipeline_rejects_bad_arguments() -> None:
         run_pipeline(SMALL, "agentic", max_repairs=11)
     with pytest.raises(ValueError):
         run_pipeline(SMALL, "mobile")
+
+
+def test_the_embedded_provider_refuses_a_prompt_alone() -> None:
+    with pytest.raises(ProviderRejected, match="needs a structured `spec`") as caught:
+        run_pipeline(None, "agentic", prompt="a todo app")
+    assert caught.value.reason == "spec_required" and caught.value.usage == {}
+
+
+def test_the_embedded_provider_builds_from_the_spec_when_a_prompt_comes_with_it() -> None:
+    with_prompt = run_pipeline(SMALL, "agentic", prompt="notes, but make it pink")
+    assert with_prompt.files == render(AppSpec.model_validate(SMALL), "agentic")
+    assert with_prompt.summary.usage == {} and with_prompt.summary.total_tokens == 0
+
+
+def test_a_request_needs_a_spec_or_a_prompt() -> None:
+    with pytest.raises(ValueError, match="needs a spec or a prompt"):
+        run_pipeline(None, "agentic", prompt="   ")

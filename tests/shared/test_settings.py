@@ -66,3 +66,24 @@ def test_env_example_documents_every_setting():
     documented = (PROJECT_ROOT / ".env.example").read_text()
     missing = [name.upper() for name in Settings.model_fields if name.upper() not in documented]
     assert not missing, f"not in .env.example: {missing}"
+
+
+def test_the_llm_provider_needs_a_base_url_and_a_model():
+    with pytest.raises(ValidationError, match="LLM_BASE_URL must be set when GENERATION_PROVIDER=llm"):
+        Settings(_env_file=None, generation_provider="llm", llm_model="m")
+    with pytest.raises(ValidationError, match="LLM_MODEL must be set"):
+        Settings(_env_file=None, generation_provider="llm", llm_base_url="http://127.0.0.1:11434/v1")
+    with pytest.raises(ValidationError, match="LLM_BASE_URL must be an http"):
+        Settings(_env_file=None, generation_provider="llm", llm_base_url="127.0.0.1:11434", llm_model="m")
+    local = Settings(_env_file=None, generation_provider="llm", llm_base_url="http://127.0.0.1:11434/v1",
+                     llm_model="qwen2.5-coder")
+    assert local.llm_api_key.get_secret_value() == "" and not local.generation_needs_spec
+    assert Settings(_env_file=None).generation_needs_spec
+
+
+def test_the_llm_key_is_a_secret_and_extra_body_is_json(monkeypatch):
+    monkeypatch.setenv("LLM_API_KEY", "sk-secret-value-123")
+    monkeypatch.setenv("LLM_EXTRA_BODY", '{"options": {"num_ctx": 32768}}')
+    settings = Settings(_env_file=None)
+    assert "sk-secret-value-123" not in repr(settings) and "sk-secret-value-123" not in str(settings.model_dump())
+    assert settings.llm_extra_body == {"options": {"num_ctx": 32768}}

@@ -105,7 +105,7 @@ def test_list_events_follows_every_page_since_the_timestamp(
     assert all(e.created >= since for e in events)
     ours = {e.type: e for e in events if getattr(e.data.object, "id", None) in (customer.id, subscription.id)}
     assert {"customer.created", "customer.subscription.created"} <= set(ours)
-    assert localstripe_gateway.retrieve_event(ours["customer.created"].id).data.object.id == customer.id
+    assert ours["customer.created"].data.object.id == customer.id
 
 
 def test_retrieve_customers_returns_found_ones_and_reports_the_missing_id(
@@ -154,7 +154,7 @@ def test_webhooks_localstripe_delivers_pass_construct_event(
     assert deliveries, "localstripe delivered no customer.created within 5 s"
     event = localstripe_gateway.construct_event(*deliveries[0])
     assert event.type == "customer.created"
-    assert event.data.object.id == customer.id
+    assert event.data.object["id"] == customer.id
 
 
 # --- webhook verification ---------------------------------------------------------------
@@ -177,7 +177,7 @@ EVENT_BODY = json.dumps({"id": "evt_test_1", "object": "event", "type": "custome
 
 def test_construct_event_accepts_a_body_signed_with_the_secret(webhook_gateway: StripeGateway) -> None:
     event = webhook_gateway.construct_event(EVENT_BODY, signed(EVENT_BODY))
-    assert (event.id, event.type, event.data.object.id) == ("evt_test_1", "customer.created", "cus_1")
+    assert (event.id, event.type, event.data.object["id"]) == ("evt_test_1", "customer.created", "cus_1")
 
 
 @pytest.mark.parametrize("header", [
@@ -327,9 +327,11 @@ def test_card_error_keeps_the_decline_code(stripe_stub: StripeStub, stub_gateway
 @pytest.mark.parametrize(("status", "sdk_error"), [(429, stripe.RateLimitError), (503, stripe.APIError)])
 def test_server_side_failures_are_transient(
         stripe_stub: StripeStub, stub_gateway: GatewayFactory, status: int, sdk_error: type) -> None:
-    stripe_stub.fail_next("/v1/prices/" + DEFAULT_PRICE_ID, [status])
+    gateway = stub_gateway(stripe_max_network_retries=0)
+    customer = gateway.create_customer("user-9", "a@example.com")
+    stripe_stub.fail_next("/v1/customers/" + customer.id, [status])
     with pytest.raises(StripeTransient) as caught:
-        stub_gateway(stripe_max_network_retries=0).retrieve_price(DEFAULT_PRICE_ID)
+        gateway.retrieve_customer(customer.id)
     assert type(caught.value.__cause__) is sdk_error
 
 
@@ -349,11 +351,12 @@ def test_unknown_price_in_checkout_is_permanent_after_one_request(
 def test_a_slow_answer_times_out_quickly_as_transient(
         stripe_stub: StripeStub, stub_gateway: GatewayFactory) -> None:
     gateway = stub_gateway(stripe_timeout_seconds=0.3, stripe_max_network_retries=0)
-    stripe_stub.fail_next("/v1/prices/" + DEFAULT_PRICE_ID, [Fault.slow(5)])
+    customer = gateway.create_customer("user-10", "a@example.com")
+    stripe_stub.fail_next("/v1/customers/" + customer.id, [Fault.slow(5)])
 
     started = time.monotonic()
     with pytest.raises(StripeTransient) as caught:
-        gateway.retrieve_price(DEFAULT_PRICE_ID)
+        gateway.retrieve_customer(customer.id)
     assert time.monotonic() - started < 2
     assert isinstance(caught.value.__cause__, stripe.APIConnectionError)
 

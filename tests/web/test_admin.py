@@ -108,7 +108,7 @@ def test_stats_count_what_is_stored(client, db, app, admin, make_user):
     fail(db, jobs[0])
     store_webhook(client)
     webhook_row(db, store_webhook(client), status="failed")
-    dedup = app.extensions["devora"].dedup
+    dedup = app.extensions["devora"].redis
     beat(dedup)
     try:
         body = client.get(f"{BASE}/stats", headers=admin[1]).get_json()

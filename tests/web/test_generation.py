@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 
+from shared.models import Job
 from tests.jobs_helpers import SMALL_SPEC, THREE_ENTITY_SPEC, new_project, submit
 
 PROBLEM = "application/problem+json"
@@ -172,3 +173,25 @@ def test_fullstack_submissions_are_limited_to_five_a_minute_per_user(client, mak
     assert statuses == [202] * 5 + [429]
     assert submit(client, bob, new_project(client, bob)).status_code == 202, "limits are per user"
     assert submit(client, alice, project_id, kind="agentic").status_code == 202, "each endpoint has its own limit"
+
+
+def test_neither_a_spec_nor_a_prompt_is_a_422(client, auth_headers):
+    project_id = new_project(client, auth_headers)
+    response = client.post("/api/v2/generate/agentic", json={"project_id": project_id}, headers=auth_headers)
+    assert response.status_code == 422 and "a `spec` or a `prompt` is required" in response.get_data(as_text=True)
+
+
+class TestWithTheLanguageModelProvider:
+    @pytest.fixture
+    def settings_overrides(self):
+        # No model call happens at submission: the address only has to be well formed.
+        return {"generation_provider": "llm", "llm_base_url": "http://127.0.0.1:9/v1", "llm_model": "peer-model"}
+
+    def test_a_prompt_alone_is_accepted_and_stored_for_the_worker(self, client, auth_headers, db):
+        project_id = new_project(client, auth_headers)
+        response = client.post("/api/v2/generate/agentic", headers=auth_headers,
+                               json={"project_id": project_id, "prompt": "a bookshop API with books and authors"})
+        assert response.status_code == 202
+        with db.transaction() as session:
+            job = session.get(Job, uuid.UUID(response.get_json()["id"]))
+            assert job.payload == {"spec": None, "prompt": "a bookshop API with books and authors"}

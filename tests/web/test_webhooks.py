@@ -72,14 +72,14 @@ def test_a_duplicate_is_acknowledged_and_not_stored_twice(client, db, app):
     assert first.get_json()["duplicate"] is False and second.get_json()["duplicate"] is True
     assert stored(db) == 1
     event_id = json.loads(payload)["id"]
-    dedup = app.extensions["devora"].dedup
+    dedup = app.extensions["devora"].redis
     assert 6 * 86400 < dedup.ttl(f"devora:webhook:{event_id}") <= 7 * 86400, "marked for 7 days"
 
 
 def test_the_database_catches_a_duplicate_the_marker_missed(client, db, app):
     payload = event("invoice.paid", invoice("in_4", "cus_x"))
     post(client, payload, sign(payload, SECRET))
-    app.extensions["devora"].dedup.delete(f"devora:webhook:{json.loads(payload)['id']}")
+    app.extensions["devora"].redis.delete(f"devora:webhook:{json.loads(payload)['id']}")
     again = post(client, payload, sign(payload, SECRET))
     assert again.status_code == 200 and again.get_json()["duplicate"] is True
     assert stored(db) == 1

@@ -14,9 +14,9 @@ class SlowProvider(EmbeddedProvider):
 
     name = "slow"
 
-    def generate(self, plan):
+    def generate(self, plan, run):
         time.sleep(5)
-        return super().generate(plan)
+        return super().generate(plan, run)
 
 
 @pytest.fixture

@@ -17,11 +17,11 @@ class FlakyProvider(EmbeddedProvider):
     failures = 2
     calls = 0
 
-    def plan(self, spec, kind):
+    def plan(self, request, run):
         type(self).calls += 1
         if type(self).calls <= type(self).failures:
             raise ProviderUnavailable(f"provider timed out (call {type(self).calls})")
-        return super().plan(spec, kind)
+        return super().plan(request, run)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import asdict
 
 import stripe
@@ -14,6 +13,8 @@ from shared import admin, webhooks
 from shared.errors import Forbidden, ServiceUnavailable
 from shared.heartbeat import beat_age_seconds
 from shared.integrations.stripe_gateway import StripeGatewayError
+from shared.jobs import lifecycle
+from shared.jobs.outbox import JOBS, WEBHOOK_EVENTS
 from shared.models import Job, User
 from shared.queues import queue_depths, worker_count
 from shared.schemas.admin import (
@@ -30,7 +31,6 @@ from web.state import db_session, state
 
 logger = logging.getLogger(__name__)
 bp = APIBlueprint("admin", __name__, url_prefix="/api/v2/admin", abp_tags=[Tag(name="admin")], abp_security=BEARER)
-WEBHOOK_TASK = "webhooks.process_stripe_event"
 
 
 @bp.before_request
@@ -46,7 +46,7 @@ def stats():
     """Users, jobs per state, webhook backlog, broker queue depths, live workers and beat's last tick."""
     producer = state().producer
     return StatsOut(**asdict(admin.stats(db_session())), queue_depths=queue_depths(producer),
-                    workers=worker_count(producer), beat_heartbeat_age_seconds=beat_age_seconds(state().dedup)
+                    workers=worker_count(producer), beat_heartbeat_age_seconds=beat_age_seconds(state().redis)
                     ).model_dump(mode="json")
 
 
@@ -73,11 +73,11 @@ def list_jobs(query: AdminJobQuery):
 def retry_job(path: AdminJobPath):
     """Queue a failed or canceled job again with its attempts reset; 409 for a job in any other state."""
     session = db_session()
-    job, before = admin.retry_job(session, path.job_id)
+    job, before = lifecycle.retry_by_operator(session, path.job_id)
     admin.record_audit(session, current_user(), "jobs.retry", "job", str(job.id),
                        {**before, "kind": job.kind, "owner_id": str(job.owner_id)})
     session.commit()
-    enqueue(job.id, job.task_name)
+    enqueue(job)
     session.refresh(job)
     return _admin_job(job, session.get(User, job.owner_id).email).model_dump(mode="json"), 202
 
@@ -85,19 +85,19 @@ def retry_job(path: AdminJobPath):
 @bp.post("/jobs/replay", responses=responses({200: ReplayOut, 202: ReplayOut}, 401, 403))
 def replay_jobs(body: ReplayBody):
     """Queue again every failed (or canceled) job matching the filter; a dry run only counts them."""
-    criteria = admin.ReplayFilter(status=body.status, kind=body.kind, created_after=body.created_after,
-                                  created_before=body.created_before)
+    criteria = lifecycle.ReplayFilter(status=body.status, kind=body.kind, created_after=body.created_after,
+                                      created_before=body.created_before)
     session = db_session()
     if body.dry_run:
-        count = admin.count_for_replay(session, criteria)
+        count = lifecycle.count_for_replay(session, criteria)
         return ReplayOut(count=count, dry_run=True).model_dump(mode="json", exclude_none=True)
-    requeued = admin.replay_jobs(session, criteria)
-    job_ids = [str(job_id) for job_id, _ in requeued]
+    requeued = lifecycle.replay(session, criteria)
+    job_ids = [str(job.id) for job in requeued]
     admin.record_audit(session, current_user(), "jobs.replay", "job", None,
                        {"filter": body.model_dump(mode="json", exclude={"dry_run"}, exclude_none=True),
                         "count": len(requeued), "job_ids": job_ids})
     session.commit()
-    _send_all(requeued)
+    JOBS.hand_over_all(state().producer, state().db, [JOBS.dispatch(job) for job in requeued])
     return ReplayOut(count=len(requeued), dry_run=False, job_ids=job_ids).model_dump(mode="json"), 202
 
 
@@ -114,10 +114,10 @@ def list_webhooks(query: WebhookListQuery):
 def replay_webhook(path: WebhookEventPath):
     """Process a stored Stripe event again, whatever happened to it before."""
     session = db_session()
-    row, before = admin.replay_webhook(session, path.event_id)
+    row, before = webhooks.replay(session, str(path.event_id))
     admin.record_audit(session, current_user(), "webhooks.replay", "webhook_event", str(row.id), before)
     session.commit()
-    enqueue(row.id, WEBHOOK_TASK, mark_sent=webhooks.mark_sent)
+    enqueue(row, WEBHOOK_EVENTS)
     session.refresh(row)
     return WebhookEventOut.model_validate(row).model_dump(mode="json"), 202
 
@@ -155,14 +155,6 @@ def list_customers(query: CustomerQuery):
 def _admin_job(job: Job, owner_email: str) -> AdminJobOut:
     return AdminJobOut(**JobOut.of(job).model_dump(), owner_id=job.owner_id, owner_email=owner_email,
                        task_name=job.task_name, sent_at=job.sent_at)
-
-
-def _send_all(requeued: list[tuple[uuid.UUID, str]]) -> None:
-    for index, (job_id, task_name) in enumerate(requeued):
-        if not enqueue(job_id, task_name):
-            # Each failed send waits for the broker's timeout; the outbox sweep sends the rest.
-            logger.warning("broker unavailable, %d replayed jobs left for the outbox sweep", len(requeued) - index)
-            return
 
 
 def _cache_client() -> tuple[Redis, str]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
-from shared import billing, jobs
+from shared import billing
 from shared.errors import Conflict
+from shared.jobs import submission
 from shared.models.base import utcnow
 from shared.schemas.billing import (
     CheckoutBody, Counter, InvoiceList, InvoiceOut, PlanList, PlanOut, RedirectOut, SubscriptionOut, UsageOut,
@@ -19,7 +20,6 @@ from web.responses import JOB_ACCEPTED, job_accepted
 from web.state import db_session, state
 
 bp = APIBlueprint("billing", __name__, url_prefix="/api/v2/billing", abp_tags=[Tag(name="billing")])
-SYNC_TASK = "billing.sync_customer"
 
 
 @bp.get("/plans", responses=responses({200: PlanList}))
@@ -53,7 +53,7 @@ def checkout(body: CheckoutBody):
         customer_id=customer_id, price_id=billing.plans(settings)[body.plan].price_id, idempotency_key=key,
         success_url=f"{settings.frontend_url}/billing/success?session_id={{CHECKOUT_SESSION_ID}}",
         cancel_url=f"{settings.frontend_url}/billing/canceled")
-    return {"url": session.url}
+    return RedirectOut(url=session.url).model_dump()
 
 
 @bp.post("/portal", responses=responses({200: RedirectOut}, 401, 409, 502, 503), security=BEARER)
@@ -65,7 +65,7 @@ def portal():
         raise Conflict("there is no billing account yet; subscribe to a plan first")
     session = state().gateway.create_portal_session(customer_id=account.stripe_customer_id,
                                                     return_url=f"{state().settings.frontend_url}/billing")
-    return {"url": session.url}
+    return RedirectOut(url=session.url).model_dump()
 
 
 @bp.get("/subscription", responses=responses({200: SubscriptionOut}, 401), security=BEARER)
@@ -98,13 +98,11 @@ def invoices():
 @bp.post("/sync", responses=responses({202: JOB_ACCEPTED}, 401), security=BEARER)
 def sync():
     """Refresh the customer, subscription and invoices from Stripe in a background job."""
-    user = current_user()
     session = db_session()
-    job, _ = jobs.submit(session, owner_id=user.id, kind="billing_sync", task_name=SYNC_TASK, payload={},
-                         project_id=None, max_attempts=state().settings.job_max_attempts)
+    job = submission.submit_billing_sync(session, state().settings, current_user().id)
     session.commit()
-    JOBS_SUBMITTED.labels("billing_sync").inc()
-    enqueue(job.id, SYNC_TASK)
+    JOBS_SUBMITTED.labels(job.kind).inc()
+    enqueue(job)
     return job_accepted(job, replayed=False)
 
 

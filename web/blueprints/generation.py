@@ -4,8 +4,10 @@ from __future__ import annotations
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
-from shared import billing, jobs, projects
-from shared.schemas.jobs import GenerateBody, IdempotencyHeader
+from shared.errors import Unprocessable
+from shared.jobs import submission
+from shared.jobs.kinds import JobKind
+from shared.schemas.jobs import SPEC_REQUIRED, GenerateBody, IdempotencyHeader
 from web.auth import current_user
 from web.dispatch import enqueue
 from web.metrics import JOBS_SUBMITTED
@@ -15,38 +17,21 @@ from web.state import db_session, state
 
 bp = APIBlueprint("generation", __name__, url_prefix="/api/v2/generate", abp_tags=[Tag(name="generation")],
                   abp_security=BEARER)
-TASK = "generation.run"
 
 
-@bp.before_request
-def _authenticate() -> None:
-    current_user()
-
-
-def submit_generation(kind: str, body: GenerateBody, header: IdempotencyHeader) -> Response:
+def submit_generation(kind: JobKind, body: GenerateBody, header: IdempotencyHeader) -> Response:
     """Record the job, commit, then hand it to the broker (the outbox covers a failed send)."""
-    user = current_user()
+    if body.spec is None and state().settings.generation_needs_spec:
+        raise Unprocessable(SPEC_REQUIRED, field="body.spec")
     session = db_session()
-    projects.get_project(session, user.id, body.project_id)
-    settings = state().settings
-    fingerprint = jobs.request_fingerprint(kind, body.model_dump(mode="json"))
-    if header.idempotency_key:
-        replay = jobs.find_replay(session, user.id, header.idempotency_key, fingerprint)
-        if replay is not None:
-            session.commit()
-            return job_accepted(replay, replayed=True)
-    # A retried request is answered above without counting against the plan again.
-    billing.enforce_quota(session, user.id, settings)
-    job, created = jobs.submit(
-        session, owner_id=user.id, kind=kind, task_name=TASK, project_id=body.project_id,
-        payload={"spec": body.spec.model_dump(mode="json"), "prompt": body.prompt},
-        max_attempts=settings.job_max_attempts, idempotency_key=header.idempotency_key, fingerprint=fingerprint,
-        key_ttl_seconds=settings.idempotency_key_ttl_seconds,
-    )
+    job, created = submission.submit_generation(
+        session, state().settings, owner_id=current_user().id, kind=kind, project_id=body.project_id,
+        payload={"spec": body.spec.model_dump(mode="json") if body.spec else None, "prompt": body.prompt},
+        idempotency_key=header.idempotency_key)
     session.commit()
     if created:
         JOBS_SUBMITTED.labels(kind).inc()
-        enqueue(job.id, TASK)
+        enqueue(job)
     return job_accepted(job, replayed=not created)
 
 
@@ -54,11 +39,11 @@ def submit_generation(kind: str, body: GenerateBody, header: IdempotencyHeader) 
          description="Runs the staged agentic pipeline: plan, generate, validate, repair.")
 def generate_agentic(body: GenerateBody, header: IdempotencyHeader):
     """Generate a project's API through the staged pipeline."""
-    return submit_generation("agentic", body, header)
+    return submit_generation(JobKind.AGENTIC, body, header)
 
 
 @bp.post("/fullstack", responses=responses({202: JOB_ACCEPTED}, 401, 402, 404, 409),
          description="Generates the API and a static HTML/JS page that uses it.")
 def generate_fullstack(body: GenerateBody, header: IdempotencyHeader):
     """Generate a project's API and a static frontend for it."""
-    return submit_generation("fullstack", body, header)
+    return submit_generation(JobKind.FULLSTACK, body, header)

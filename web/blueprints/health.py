@@ -27,7 +27,7 @@ class Readiness(BaseModel):
 @bp.get("/healthz", responses=responses({200: Health}))
 def healthz():
     """The process is alive; checks nothing else, so it never fails on a dependency."""
-    return {"status": "ok"}
+    return Health(status="ok").model_dump()
 
 
 @bp.get("/readyz", responses=responses({200: Readiness}, 503))
@@ -38,7 +38,7 @@ def readyz():
     if failed:
         raise ServiceUnavailable(f"not ready: {', '.join(failed)} unreachable", checks=checks,
                                  headers={"Retry-After": "5"})
-    return {"status": "ready", "checks": checks}
+    return Readiness(status="ready", checks=checks).model_dump()
 
 
 def _check(probe) -> str:
@@ -56,7 +56,7 @@ def _database() -> None:
 
 
 def _redis() -> None:
-    state().dedup.ping()
+    state().redis.ping()
 
 
 def _broker() -> None:

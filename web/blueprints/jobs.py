@@ -6,10 +6,10 @@ import hashlib
 from flask import Response, json, request
 from flask_openapi3 import APIBlueprint, Tag
 
-from shared import jobs
-from shared.models.jobs import FINISHED_STATES
+from shared.jobs import lifecycle
+from shared.jobs.states import FINISHED, JobStatus
 from shared.schemas.jobs import IfNoneMatchHeader, JobListQuery, JobOut, JobPage, JobPath
-from web.auth import current_user_id
+from web.auth import current_user
 from web.openapi import BEARER, responses
 from web.state import db_session, state
 
@@ -18,16 +18,10 @@ _NOT_MODIFIED = {"description": "Not modified since the ETag given in If-None-Ma
                  "headers": {"ETag": {"schema": {"type": "string"}}}}
 
 
-@bp.before_request
-def _authenticate() -> None:
-    # Polling is the hot path: a valid token is enough, ownership is checked per row.
-    current_user_id()
-
-
 @bp.get("", responses=responses({200: JobPage}, 401))
 def list_jobs(query: JobListQuery):
     """The caller's jobs, newest first, filtered by status, kind or project."""
-    rows, total = jobs.list_owned(db_session(), current_user_id(), status=query.status, kind=query.kind,
+    rows, total = lifecycle.list_owned(db_session(), current_user().id, status=query.status, kind=query.kind,
                                   project_id=query.project_id, page=query.page, per_page=query.per_page)
     return JobPage(items=[JobOut.of(job) for job in rows], page=query.page, per_page=query.per_page,
                    total=total).model_dump(mode="json")
@@ -36,7 +30,7 @@ def list_jobs(query: JobListQuery):
 @bp.get("/<uuid:job_id>", responses=responses({200: JobOut, 304: _NOT_MODIFIED}, 401, 404))
 def get_job(path: JobPath, header: IfNoneMatchHeader):
     """One job; send its ETag back in If-None-Match to get a bodiless 304 while nothing changed."""
-    job = jobs.get_owned(db_session(), current_user_id(), path.job_id)
+    job = lifecycle.get_owned(db_session(), current_user().id, path.job_id)
     # Every change to a job moves its updated_at (lease renewals included), so the version
     # is known without rendering the body; a 304 skips that work.
     etag = hashlib.blake2b(f"{job.id}:{job.updated_at.isoformat()}".encode(), digest_size=12).hexdigest()
@@ -46,8 +40,8 @@ def get_job(path: JobPath, header: IfNoneMatchHeader):
         response = Response(json.dumps(JobOut.of(job).model_dump(mode="json")), mimetype="application/json")
     response.set_etag(etag)
     response.headers["Cache-Control"] = "private, no-cache"
-    if job.status not in FINISHED_STATES:
-        response.headers["Retry-After"] = str(jobs.poll_delay_seconds(job, state().settings.job_poll_interval_seconds))
+    if job.status not in FINISHED:
+        response.headers["Retry-After"] = str(lifecycle.poll_delay_seconds(job, state().settings.job_poll_interval_seconds))
     return response
 
 
@@ -55,6 +49,6 @@ def get_job(path: JobPath, header: IfNoneMatchHeader):
 def cancel_job(path: JobPath):
     """Cancel a job: at once when it waits, at its next step when it runs; 409 when it has finished."""
     session = db_session()
-    job = jobs.request_cancel(session, jobs.get_owned(session, current_user_id(), path.job_id))
+    job = lifecycle.request_cancel(session, lifecycle.get_owned(session, current_user().id, path.job_id))
     session.commit()
-    return JobOut.of(job).model_dump(mode="json"), 200 if job.status == "canceled" else 202
+    return JobOut.of(job).model_dump(mode="json"), 200 if job.status == JobStatus.CANCELED else 202

@@ -13,7 +13,7 @@ from shared import accounts, oauth_login
 from shared.errors import NotFound
 from shared.oauth_login import OAuthLoginRefused, ProviderIdentity
 from shared.schemas.auth import TokenResponse
-from shared.schemas.oauth import ExchangeBody, ProviderList, ProviderPath
+from shared.schemas.oauth import ExchangeBody, ProviderList, ProviderOut, ProviderPath
 from web.openapi import responses
 from web.state import db_session, state
 
@@ -34,7 +34,8 @@ def _client(name: str):
 def providers():
     """The login providers configured here."""
     names = [name for name in ("google", "github") if state().oauth.create_client(name) is not None]
-    return {"items": [{"name": name, "authorize_url": f"/api/v2/auth/oauth/{name}/authorize"} for name in names]}
+    return ProviderList(items=[ProviderOut(name=name, authorize_url=url_for(".authorize", provider=name))
+                               for name in names]).model_dump()
 
 
 @bp.get("/oauth/<provider>/authorize", responses=responses({302: _REDIRECT}, 404))

@@ -1,7 +1,7 @@
 """Projects and their files, visible only to their owner."""
 from __future__ import annotations
 
-from flask import Response
+from flask import Response, url_for
 from flask_openapi3 import APIBlueprint, Tag
 
 from shared import projects
@@ -16,12 +16,6 @@ from web.state import db_session, state
 
 bp = APIBlueprint("projects", __name__, url_prefix="/api/v2/projects", abp_tags=[Tag(name="projects")],
                   abp_security=BEARER)
-
-
-@bp.before_request
-def _authenticate() -> None:
-    # Authentication precedes body validation, so an anonymous caller learns nothing.
-    current_user()
 
 
 def _project_json(project) -> dict:
@@ -49,7 +43,7 @@ def create_project(body: ProjectCreate):
     session = db_session()
     project = projects.create_project(session, current_user().id, body.name, body.description)
     session.commit()
-    return _project_json(project), 201, {"Location": f"/api/v2/projects/{project.id}"}
+    return _project_json(project), 201, {"Location": url_for("projects.get_project", project_id=project.id)}
 
 
 @bp.get("/<uuid:project_id>", responses=responses({200: ProjectOut}, 401, 404))

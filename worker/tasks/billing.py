@@ -9,20 +9,21 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from shared import billing, jobs
+from shared import billing
 from shared.integrations.stripe_gateway import StripeGateway, StripeTransient
-from shared.models import BillingAccount, Job, User
-from shared.outbox import hand_over
+from shared.jobs import submission
+from shared.jobs.kinds import TaskName
+from shared.jobs.outbox import JOBS
+from shared.models import Job, User
 from worker.context import database_of, gateway_of, settings_of
 from worker.jobrunner import JobContext, JobOutcome, run_job
 
 logger = logging.getLogger(__name__)
-TASK = "billing.sync_customer"
 # Rate limits, connection errors and 5xx come back; card, request, auth and idempotency errors do not.
 TRANSIENT = (StripeTransient, OperationalError)
 
 
-@shared_task(name=TASK, bind=True)
+@shared_task(name=TaskName.BILLING_SYNC_CUSTOMER, bind=True)
 def sync_customer(self, job_id: str) -> None:
     """Refresh one user's customer, subscription and invoices from Stripe."""
     gateway = gateway_of(self.app)
@@ -57,22 +58,12 @@ def sync(ctx: JobContext, gateway: StripeGateway) -> JobOutcome:
     return JobOutcome(result=result, apply=write)
 
 
-@shared_task(name="billing.reconcile", bind=True)
+@shared_task(name=TaskName.BILLING_RECONCILE, bind=True)
 def reconcile(self) -> int:
     """Queue a sync for every customer with a subscription (daily), skipping users with one in flight."""
     settings, db = settings_of(self.app), database_of(self.app)
-    created = []
     with db.transaction() as session:
-        owners = session.scalars(select(BillingAccount.user_id).where(
-            BillingAccount.subscription_id.is_not(None), BillingAccount.customer_deleted.is_(False))).all()
-        busy = set(session.scalars(select(Job.owner_id).where(
-            Job.kind == "billing_sync", Job.status.in_(billing.ACTIVE_JOB_STATES))))
-        for owner_id in owners:
-            if owner_id not in busy:
-                job, _ = jobs.submit(session, owner_id=owner_id, kind="billing_sync", task_name=TASK, payload={},
-                                     project_id=None, max_attempts=settings.job_max_attempts)
-                created.append(job.id)
-    for job_id in created:
-        hand_over(self.app, db, TASK, job_id)
+        created = [JOBS.dispatch(job) for job in submission.submit_subscriber_syncs(session, settings)]
+    JOBS.hand_over_all(self.app, db, created)
     logger.info("reconcile: %s billing sync job(s) queued", len(created))
     return len(created)

@@ -1,6 +1,8 @@
 """generation.run: turn a job's spec into project files."""
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -8,14 +10,16 @@ from sqlalchemy.orm import Session
 from shared import projects
 from shared.errors import NotFound
 from shared.generator import GenerationCanceled, ProviderUnavailable, get_provider, run_pipeline
+from shared.jobs.kinds import TaskName
 from shared.models import Job
 from worker.jobrunner import JobCanceled, JobContext, JobOutcome, run_job
 
+logger = logging.getLogger(__name__)
 # A provider outage or a database blip is worth another attempt; everything else is final.
 TRANSIENT = (ProviderUnavailable, OperationalError)
 
 
-@shared_task(name="generation.run", bind=True)
+@shared_task(name=TaskName.GENERATION_RUN, bind=True)
 def run(self, job_id: str) -> None:
     """Run one generation job (agentic or fullstack)."""
     run_job(self, job_id, generate, TRANSIENT)
@@ -42,4 +46,5 @@ def generate(ctx: JobContext) -> JobOutcome:
         # The changes are known only inside the transaction; they join the stored result.
         outcome.update(projects.replace_generated_files(session, project, files, limits).to_dict())
 
+    logger.info("job %s: %s files generated", ctx.job_id, len(files))
     return JobOutcome(result=outcome, apply=write)

@@ -5,33 +5,31 @@ import logging
 
 from celery import shared_task
 
-from shared import job_maintenance, oauth_login
+from shared import oauth_login
+from shared.jobs import lifecycle, submission
+from shared.jobs.kinds import TaskName
+from shared.jobs.outbox import JOBS
 from shared.models.base import utcnow
-from shared.outbox import hand_over
 from worker.context import database_of, settings_of
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="maintenance.requeue_unsent_jobs", bind=True)
+@shared_task(name=TaskName.MAINTENANCE_REQUEUE_UNSENT_JOBS, bind=True)
 def requeue_unsent_jobs(self) -> int:
     """Send queued jobs the broker never received (it was down when they were submitted)."""
-    settings, db = settings_of(self.app), database_of(self.app)
-    with db.transaction() as session:
-        pending = job_maintenance.unsent_jobs(session, now=utcnow(), grace_seconds=settings.outbox_grace_seconds)
-    for job_id, task_name in pending:
-        hand_over(self.app, db, task_name, job_id)
-    if pending:
-        logger.info("requeued %s unsent job(s)", len(pending))
-    return len(pending)
+    sent = JOBS.sweep(self.app, database_of(self.app), grace_seconds=settings_of(self.app).outbox_grace_seconds)
+    if sent:
+        logger.info("requeued %s unsent job(s)", sent)
+    return sent
 
 
-@shared_task(name="maintenance.reap_stuck_jobs", bind=True)
+@shared_task(name=TaskName.MAINTENANCE_REAP_STUCK_JOBS, bind=True)
 def reap_stuck_jobs(self) -> dict[str, int]:
     """Requeue jobs whose worker vanished; fail those past the hard time limit."""
     settings, db = settings_of(self.app), database_of(self.app)
     with db.transaction() as session:
-        requeued, failed = job_maintenance.reap_stuck_jobs(
+        requeued, failed = lifecycle.reap(
             session, now=utcnow(), hard_limit_seconds=settings.job_hard_time_limit_seconds,
             grace_seconds=settings.job_lease_seconds, lost_message_seconds=settings.broker_visibility_timeout)
     if requeued or failed:
@@ -39,14 +37,14 @@ def reap_stuck_jobs(self) -> dict[str, int]:
     return {"requeued": requeued, "failed": failed}
 
 
-@shared_task(name="maintenance.purge_idempotency_keys", bind=True)
+@shared_task(name=TaskName.MAINTENANCE_PURGE_IDEMPOTENCY_KEYS, bind=True)
 def purge_idempotency_keys(self) -> int:
     """Forget idempotency keys older than their retention (24 hours by default)."""
     with database_of(self.app).transaction() as session:
-        return job_maintenance.purge_expired_idempotency_keys(session, now=utcnow())
+        return submission.purge_expired_idempotency_keys(session, now=utcnow())
 
 
-@shared_task(name="maintenance.purge_expired_oauth_states", bind=True)
+@shared_task(name=TaskName.MAINTENANCE_PURGE_EXPIRED_OAUTH_STATES, bind=True)
 def purge_expired_oauth_states(self) -> int:
     """Delete OAuth authorization states and login codes past their expiry (used ones are gone already)."""
     with database_of(self.app).transaction() as session:

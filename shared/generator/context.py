@@ -1,0 +1,102 @@
+"""What a provider sees of the run it works for: the stage, progress reports, cancel requests, tokens."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.generator.errors import GenerationCanceled, UsageByStage
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """Tokens one model call (or several, added up) consumed."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+
+    def to_dict(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """One progress report: `detail` says what is happening inside the stage, `tokens` the run's total so far."""
+
+    percent: int
+    stage: str
+    detail: str | None = None
+    tokens: int = 0
+
+
+ProgressCallback = Callable[[int, str], None]
+UpdateCallback = Callable[[ProgressUpdate], None]
+CancelCheck = Callable[[], bool]
+
+
+class RunContext:
+    """Created by the pipeline for one run and handed to every provider call.
+
+    Providers report progress inside a stage with `report` (they bound the rate themselves), poll
+    `cancel_requested` while they wait on something slow, and `add_usage` for every model call.
+    """
+
+    def __init__(self, on_progress: ProgressCallback | None = None, on_update: UpdateCallback | None = None,
+                 should_cancel: CancelCheck | None = None) -> None:
+        self._on_progress = on_progress
+        self._on_update = on_update
+        self._should_cancel = should_cancel
+        self.stage = ""
+        self._start = self._end = self._percent = 0
+        self._last_progress: tuple[int, str] | None = None
+        self._usage: dict[str, TokenUsage] = {}
+
+    def enter(self, stage: str, start: int, end: int) -> None:
+        """Begin a stage spanning [start, end) percent; a pending cancel stops the run before it."""
+        if self.cancel_requested():
+            raise GenerationCanceled(stage)
+        self.stage, self._start, self._end = stage, start, max(start, end)
+        self._emit(start, None, 0)
+
+    def report(self, *, fraction: float | None = None, detail: str | None = None, pending_tokens: int = 0) -> None:
+        """Report progress inside the current stage.
+
+        `fraction` (0..1) moves the percent within the stage's span; `pending_tokens` are those of a
+        model call still running, not yet charged with `add_usage`.
+        """
+        percent = self._percent
+        if fraction is not None and self._end > self._start:
+            fraction = min(max(fraction, 0.0), 1.0)
+            percent = max(percent, min(self._end - 1, self._start + int(fraction * (self._end - self._start))))
+        self._emit(percent, detail, pending_tokens)
+
+    def cancel_requested(self) -> bool:
+        return self._should_cancel is not None and bool(self._should_cancel())
+
+    def add_usage(self, usage: TokenUsage) -> None:
+        """Charge a model call's tokens to the current stage."""
+        self._usage[self.stage] = self._usage.get(self.stage, TokenUsage()) + usage
+
+    @property
+    def tokens_used(self) -> int:
+        return sum(usage.total for usage in self._usage.values())
+
+    def usage(self) -> UsageByStage:
+        """Tokens per stage that used any: {"plan": {"prompt_tokens": .., "completion_tokens": ..}, ...}."""
+        return {stage: usage.to_dict() for stage, usage in self._usage.items()}
+
+    def _emit(self, percent: int, detail: str | None, pending_tokens: int) -> None:
+        self._percent = percent
+        # The plain callback only hears of changes: an update that only changes the detail would
+        # otherwise rewrite the same percent and stage.
+        if self._on_progress is not None and self._last_progress != (percent, self.stage):
+            self._last_progress = (percent, self.stage)
+            self._on_progress(percent, self.stage)
+        if self._on_update is not None:
+            self._on_update(ProgressUpdate(percent, self.stage, detail, self.tokens_used + pending_tokens))
