@@ -1008,12 +1008,12 @@ export interface components {
             project_id: string;
             /**
              * Prompt
-             * @description Free-text request; needs a language-model provider
+             * @description Free-text request; alone, it needs the language-model provider
              * @default null
              */
             prompt?: string | null;
             /**
-             * @description Structured application spec (required by the embedded provider)
+             * @description Structured application spec (required by the embedded provider; with a prompt, constraints for the model's plan)
              * @default null
              */
             spec?: components["schemas"]["AppSpec"] | null;
@@ -1194,6 +1194,11 @@ export interface components {
             message: string;
         };
         /**
+         * JobKind
+         * @enum {string}
+         */
+        JobKind: "agentic" | "fullstack" | "billing_sync";
+        /**
          * JobOut
          * @example {
          *       "attempts": 1,
@@ -1251,13 +1256,8 @@ export interface components {
              * Format: uuid
              */
             id: string;
-            /** Kind */
-            kind: string;
-            /**
-             * Status
-             * @enum {string}
-             */
-            status: "queued" | "running" | "retrying" | "succeeded" | "failed" | "canceled";
+            kind: components["schemas"]["JobKind"];
+            status: components["schemas"]["JobStatus"];
             /** Project Id */
             project_id: string | null;
             progress: components["schemas"]["JobProgress"];
@@ -1299,6 +1299,11 @@ export interface components {
             /** Stage */
             stage: string;
         };
+        /**
+         * JobStatus
+         * @enum {string}
+         */
+        JobStatus: "queued" | "running" | "retrying" | "succeeded" | "failed" | "canceled";
         /**
          * PlanList
          * @example {
@@ -1595,13 +1600,8 @@ export interface components {
              * Format: uuid
              */
             id: string;
-            /** Kind */
-            kind: string;
-            /**
-             * Status
-             * @enum {string}
-             */
-            status: "queued" | "running" | "retrying" | "succeeded" | "failed" | "canceled";
+            kind: components["schemas"]["JobKind"];
+            status: components["schemas"]["JobStatus"];
             /** Project Id */
             project_id: string | null;
             progress: components["schemas"]["JobProgress"];
@@ -1666,12 +1666,9 @@ export interface components {
              * Status
              * @enum {string}
              */
-            status: "failed" | "canceled";
-            /**
-             * Kind
-             * @default null
-             */
-            kind?: ("agentic" | "fullstack" | "billing_sync") | null;
+            status: "canceled" | "failed";
+            /** @default null */
+            kind?: components["schemas"]["JobKind"] | null;
             /**
              * Created After
              * @default null
@@ -1710,11 +1707,7 @@ export interface components {
             stripe_event_id: string;
             /** Type */
             type: string;
-            /**
-             * Status
-             * @enum {string}
-             */
-            status: "received" | "processing" | "processed" | "ignored" | "retrying" | "failed";
+            status: components["schemas"]["WebhookStatus"];
             /** Attempts */
             attempts: number;
             /** Error Type */
@@ -1731,6 +1724,12 @@ export interface components {
             /** Processed At */
             processed_at: string | null;
         };
+        /**
+         * WebhookStatus
+         * @description received -> processing -> processed | ignored | retrying | failed.
+         * @enum {string}
+         */
+        WebhookStatus: "received" | "processing" | "processed" | "ignored" | "retrying" | "failed";
         /** CacheFlushOut */
         CacheFlushOut: {
             /**
@@ -2942,8 +2941,8 @@ export interface operations {
             query?: {
                 page?: number;
                 per_page?: number;
-                status?: ("queued" | "running" | "retrying" | "succeeded" | "failed" | "canceled") | null;
-                kind?: ("agentic" | "fullstack" | "billing_sync") | null;
+                status?: components["schemas"]["JobStatus"] | null;
+                kind?: components["schemas"]["JobKind"] | null;
                 project_id?: string | null;
             };
             header?: never;
@@ -3330,8 +3329,8 @@ export interface operations {
             query?: {
                 page?: number;
                 per_page?: number;
-                status?: ("queued" | "running" | "retrying" | "succeeded" | "failed" | "canceled") | null;
-                kind?: ("agentic" | "fullstack" | "billing_sync") | null;
+                status?: components["schemas"]["JobStatus"] | null;
+                kind?: components["schemas"]["JobKind"] | null;
                 owner_id?: string | null;
                 owner_email?: string | null;
                 /** @description Inclusive lower bound on creation time */
@@ -3444,7 +3443,7 @@ export interface operations {
             query?: {
                 page?: number;
                 per_page?: number;
-                status?: ("received" | "processing" | "processed" | "ignored" | "retrying" | "failed") | null;
+                status?: components["schemas"]["WebhookStatus"] | null;
                 /** @description e.g. invoice.paid */
                 type?: string | null;
             };
