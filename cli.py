@@ -124,6 +124,34 @@ def users_promote(email: str) -> None:
 
 
 @main.group()
+def openapi() -> None:
+    """The OpenAPI document."""
+
+
+@openapi.command("export")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              default=PROJECT_ROOT / "openapi.yaml", show_default="openapi.yaml at the repository root",
+              help="The file to write.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 when the file differs from the app's document.")
+def openapi_export(output: Path, check: bool) -> None:
+    """Write the app's OpenAPI 3.1 document as YAML (the committed openapi.yaml)."""
+    from shared.settings import Settings
+    from web import create_app
+    from web.api_document import document_yaml
+
+    # The document does not depend on the settings; these need nothing from the environment.
+    text = document_yaml(create_app(Settings(_env_file=None, devora_env="development")))
+    if check:
+        current = output.read_text(encoding="utf-8") if output.exists() else ""
+        if current != text:
+            raise click.ClickException(f"{output} differs from the app's document; run `devora openapi export`")
+        click.echo(f"{output} is up to date")
+        return
+    output.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {output} ({len(text.encode())} bytes)")
+
+
+@main.group()
 def jobs() -> None:
     """Background jobs."""
 

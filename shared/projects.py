@@ -99,6 +99,14 @@ def list_files(session: Session, project: Project) -> list[ProjectFile]:
     ))
 
 
+def page_files(session: Session, project: Project, page: int, per_page: int) -> list[ProjectFile]:
+    """One page of the project's files by path (the project row already holds their count)."""
+    return list(session.scalars(
+        select(ProjectFile).where(ProjectFile.project_id == project.id).order_by(ProjectFile.path)
+        .offset((page - 1) * per_page).limit(per_page)
+    ))
+
+
 def get_file(session: Session, project: Project, path: str) -> ProjectFile:
     found = session.scalar(select(ProjectFile).where(ProjectFile.project_id == project.id, ProjectFile.path == path))
     if found is None:
@@ -110,11 +118,13 @@ def check_path(path: str, limits: Limits) -> str:
     return check_file_path(path, max_depth=limits.max_depth, max_segment_length=limits.max_segment_length)
 
 
-def write_files(session: Session, project: Project, files: Mapping[str, str], limits: Limits) -> list[str]:
+def write_files(session: Session, project: Project, files: Mapping[str, str], limits: Limits, *,
+                generated: bool = False) -> list[str]:
     """Create or replace every file in `files` at once, within the project's limits.
 
-    Returns the paths that were newly created. The caller's transaction makes the
-    whole batch appear together or not at all.
+    `generated` marks the files as a generation's (else as the user's). Returns the
+    paths that were newly created. The caller's transaction makes the whole batch
+    appear together or not at all.
     """
     encoded = {check_path(path, limits): content.encode("utf-8") for path, content in files.items()}
     for path, data in encoded.items():
@@ -139,13 +149,49 @@ def write_files(session: Session, project: Project, files: Mapping[str, str], li
         record = existing.get(path)
         if record is None:
             session.add(ProjectFile(project_id=project.id, path=path, content=files[path], size=len(data),
-                                    sha256=digest))
+                                    sha256=digest, generated=generated))
             created.append(path)
-        elif record.sha256 != digest:
-            record.content, record.size, record.sha256 = files[path], len(data), digest
+        else:
+            if record.sha256 != digest:
+                record.content, record.size, record.sha256 = files[path], len(data), digest
+            record.generated = generated
     project.total_bytes, project.file_count = new_total, new_count
     bump_content_version(session, project.owner_id)
     return created
+
+
+@dataclass(frozen=True)
+class FileChanges:
+    """What a generation did to a project's files."""
+
+    added: list[str]
+    replaced: list[str]
+    removed: list[str]
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"added": self.added, "replaced": self.replaced, "removed": self.removed}
+
+
+def replace_generated_files(session: Session, project: Project, files: Mapping[str, str],
+                            limits: Limits) -> FileChanges:
+    """Write a generation's files in place of the previous generation's.
+
+    Files an earlier generation wrote and this one does not are removed; files the user
+    wrote stay unless this generation writes the same path.
+    """
+    existing = {f.path: f for f in list_files(session, project)}
+    new_paths = {check_path(path, limits) for path in files}
+    removed = sorted(path for path, record in existing.items() if record.generated and path not in new_paths)
+    for path in removed:
+        record = existing[path]
+        project.total_bytes -= record.size
+        project.file_count -= 1
+        session.delete(record)
+    # The removals count before the limits are checked, and the flush orders them first.
+    session.flush()
+    added = sorted(write_files(session, project, files, limits, generated=True))
+    replaced = sorted(new_paths & existing.keys())
+    return FileChanges(added=added, replaced=replaced, removed=removed)
 
 
 def delete_file(session: Session, project: Project, path: str) -> None:

@@ -14,6 +14,18 @@ DEFAULT_SECRET = "dev-insecure-secret-change-me"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
+def origin_of(url: str) -> str:
+    """The origin (scheme://host[:port]) of a URL, as a browser sends it in an Origin header."""
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _is_origin(value: str) -> bool:
+    parts = urlsplit(value)
+    return value == "*" or (parts.scheme in ("http", "https") and bool(parts.netloc) and not parts.path
+                            and not parts.query and not parts.fragment)
+
+
 def redis_db_url(url: str, offset: int) -> str:
     """`url` moved `offset` logical databases past the one it names (0 when it names none)."""
     parts = urlsplit(url)
@@ -95,6 +107,9 @@ class Settings(BaseSettings):
     metrics_allowed_networks: str = "127.0.0.1/32,::1/128"
 
     frontend_url: str = "http://localhost:3000"
+    # Browser origins allowed to call the API, comma-separated; unset: FRONTEND_URL's origin.
+    cors_origins: str | None = None
+    cors_max_age_seconds: int = Field(600, ge=0, le=86400)
     trusted_proxy_hops: int = Field(0, ge=0, le=5)
 
     cache_default_timeout: int = 300
@@ -163,6 +178,7 @@ class Settings(BaseSettings):
     def _production_requirements(self) -> Settings:
         if self.job_hard_time_limit_seconds <= self.job_soft_time_limit_seconds:
             raise ValueError("JOB_HARD_TIME_LIMIT_SECONDS must be greater than JOB_SOFT_TIME_LIMIT_SECONDS")
+        self._check_origins()
         if self.generation_provider == "llm":
             for name in ("llm_base_url", "llm_model"):
                 if not getattr(self, name):
@@ -184,6 +200,20 @@ class Settings(BaseSettings):
             if not getattr(self, name).get_secret_value():
                 raise ValueError(f"{name.upper()} must be set in production")
         return self
+
+    def _check_origins(self) -> None:
+        source = "CORS_ORIGINS" if self.cors_origins is not None else "FRONTEND_URL"
+        for origin in self.allowed_origins:
+            if not _is_origin(origin):
+                raise ValueError(f"{source} gives {origin!r}, which is not an origin: use scheme://host[:port] "
+                                 "without a path (or * in CORS_ORIGINS)")
+
+    @cached_property
+    def allowed_origins(self) -> list[str]:
+        """The CORS origins: CORS_ORIGINS when set, else the origin of FRONTEND_URL."""
+        if self.cors_origins is None:
+            return [origin_of(self.frontend_url)]
+        return [part.strip().rstrip("/") for part in self.cors_origins.split(",") if part.strip()]
 
     @cached_property
     def resolved_redis_url(self) -> str:

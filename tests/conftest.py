@@ -14,7 +14,8 @@ from shared.models import Base
 from shared.settings import Settings
 from tests.peers.stripe_events import API_KEY, WEBHOOK_SECRET
 
-pytest_plugins = ["tests.peers.fixtures", "tests.peers.oauth_fixtures", "tests.peers.openai_fixtures"]
+pytest_plugins = ["tests.peers.fixtures", "tests.peers.oauth_fixtures", "tests.peers.openai_fixtures",
+                  "tests.peers.browser"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -1,7 +1,7 @@
 """The Flask application factory: `gunicorn 'web:create_app()'` or `flask --app web`."""
 from __future__ import annotations
 
-from flask_openapi3 import Info, OpenAPI
+from flask_openapi3 import Info
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from redis import Redis
@@ -10,14 +10,18 @@ from shared.db import Database
 from shared.integrations.stripe_gateway import StripeGateway
 from shared.logging_setup import configure_logging
 from shared.projects import Limits
+from shared.schemas.common import ValidationProblem
 from shared.security import TokenService
 from shared.settings import Settings, load_settings
 from shared.taskqueue import make_producer
+from web.api_document import DevoraOpenAPI
 from web.blueprints import BLUEPRINTS
 from web.auth import init_authentication
 from web.caching import JSONCacheSerializer
-from web.converters import FilePathConverter
+from web.converters import FilePathConverter, IdConverter
+from web.cors import init_cors
 from web.extensions import cache
+from web.json_bodies import require_json_bodies
 from web.metrics import init_metrics
 from web.oauth_clients import init_oauth
 from web.openapi import SECURITY_SCHEMES
@@ -29,21 +33,23 @@ from web.state import AppState, close_db_session
 API_VERSION = "2.0.0"
 
 
-def create_app(settings: Settings | None = None) -> OpenAPI:
+def create_app(settings: Settings | None = None) -> DevoraOpenAPI:
     """Build the app from `settings` (read from the environment when omitted)."""
     settings = settings or load_settings()
     configure_logging(settings)
-    app = OpenAPI(
+    app = DevoraOpenAPI(
         __name__,
         info=Info(title="Devora API", version=API_VERSION,
                   description="Projects, code generation jobs, billing and webhooks."),
         security_schemes=SECURITY_SCHEMES,
+        validation_error_model=ValidationProblem,
         validation_error_callback=validation_problem,
         doc_prefix="/api/v2/docs",
         doc_url="/openapi.json",
     )
     app.config.update(_flask_config(settings))
     app.url_map.converters["filepath"] = FilePathConverter
+    app.url_map.converters["uuid"] = IdConverter
     # A doubled slash in a file path is an error to report, not a URL to redirect.
     app.url_map.merge_slashes = False
     if settings.trusted_proxy_hops:
@@ -60,6 +66,8 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     cache.init_app(app)
     init_request_ids(app)
     init_metrics(app)
+    # Preflights are answered here, before the limiter and the blueprints see them.
+    init_cors(app, settings)
     register_error_handlers(app)
     for blueprint in BLUEPRINTS:
         app.register_api(blueprint)
@@ -67,6 +75,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.extensions["devora"].limiter = init_limiter(app, settings)
     # After the limiter's hook: an anonymous flood is limited before it is told 401.
     init_authentication(app)
+    require_json_bodies(app)
     app.extensions["devora"].oauth = init_oauth(app, settings, app.extensions["devora"].db)
     app.teardown_appcontext(close_db_session)
     return app

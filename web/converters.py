@@ -1,7 +1,11 @@
 """URL converters."""
 from __future__ import annotations
 
-from werkzeug.routing import PathConverter
+import re
+import uuid
+
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import BaseConverter, PathConverter
 
 
 class FilePathConverter(PathConverter):
@@ -14,3 +18,23 @@ class FilePathConverter(PathConverter):
 
     regex = r"[\s\S]+?"
     part_isolating = False
+
+
+class IdConverter(BaseConverter):
+    """The `uuid` converter, with a 404 problem that names the bad id instead of a generic one.
+
+    Werkzeug's own converter refuses a malformed id by not matching the route, which
+    leaves only "nothing here"; this one matches any segment and says why it is not found.
+    """
+
+    regex = r"[^/]+"
+    _CANONICAL = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+
+    def to_python(self, value: str) -> uuid.UUID:
+        if not self._CANONICAL.fullmatch(value):
+            raise NotFound(f"nothing has the id {value[:80]!r}: ids are UUIDs such as "
+                           "3f2b8c1e-6d4a-4f0e-9b7a-2c5d8e1f0a9b")
+        return uuid.UUID(value)
+
+    def to_url(self, value: uuid.UUID) -> str:
+        return str(value)

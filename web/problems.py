@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, json, request
+from flask import Flask, Response, current_app, json, request
 from flask_limiter import RateLimitExceeded
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
@@ -43,9 +43,26 @@ def validation_problem(error: ValidationError) -> Response:
     return problem(422, "Unprocessable content", detail, slug="validation-error", errors=errors)
 
 
+# Pydantic's wording for these names the model class; the client only sees JSON.
+_NOT_AN_OBJECT = frozenset({"model_type", "model_attributes_type", "dict_type"})
+
+
 def _message(item: dict[str, Any]) -> str:
+    if item["type"] in _NOT_AN_OBJECT:
+        return "Input should be a JSON object"
     # Pydantic prefixes messages of custom validators with "Value error, ".
     return str(item["msg"]).removeprefix("Value error, ")
+
+
+def _http_detail(error: HTTPException) -> str | None:
+    """Werkzeug's stock sentences are replaced by ones that say what this request did wrong."""
+    if error.description != type(error).description:
+        return error.description
+    if error.code == 404:
+        return f"nothing is served at {request.path}"
+    if error.code == 413:
+        return f"the request body is larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes"
+    return error.description
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -72,7 +89,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:
-        response = problem(error.code or 500, error.name, error.description, slug=error.name.lower().replace(" ", "-"))
+        # Sentence case, like the domain errors' titles ("Not found", not "Not Found").
+        title = error.name[:1] + error.name[1:].lower()
+        response = problem(error.code or 500, title, _http_detail(error), slug=error.name.lower().replace(" ", "-"))
         if error.code == 405 and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.models.base import Base, Timestamps, new_id
@@ -35,5 +35,7 @@ class ProjectFile(Timestamps, Base):
     content: Mapped[str] = mapped_column(Text)
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
+    # Written by a generation job (the next one replaces or removes it) rather than by the user.
+    generated: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     project: Mapped[Project] = relationship(back_populates="files")

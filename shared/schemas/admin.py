@@ -11,7 +11,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from shared.jobs.kinds import JobKind
 from shared.jobs.states import RETRYABLE, JobStatus, WebhookStatus
 from shared.schemas.common import PageMeta, PageQuery, StoredText
-from shared.schemas.jobs import JobOut
+from shared.schemas.jobs import EXAMPLE_JOB, JobOut
+
 MAX_CUSTOMER_IDS = 100
 _CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_]{1,255}$")
 
@@ -56,6 +57,10 @@ class AdminJobQuery(PageQuery):
 
 
 class AdminJobOut(JobOut):
+    model_config = ConfigDict(json_schema_extra={"example": {
+        **EXAMPLE_JOB, "owner_id": "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d", "owner_email": "ada@example.com",
+        "task_name": "generation.run", "sent_at": "2026-12-01T09:30:00Z"}})
+
     owner_id: uuid.UUID
     owner_email: str
     task_name: str
@@ -71,7 +76,8 @@ class AdminJobPath(BaseModel):
 
 
 class ReplayBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", openapi_extra={"example": {
+        "status": "failed", "kind": "fullstack", "created_after": "2026-12-01T00:00:00Z", "dry_run": True}})
 
     status: Literal[tuple(sorted(RETRYABLE))]  # the states an operator may queue again
     kind: JobKind | None = None

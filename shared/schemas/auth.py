@@ -16,8 +16,14 @@ PASSWORD_RULES = (
 )
 
 
+EXAMPLE_EMAIL = "ada@example.com"
+EXAMPLE_PASSWORD = "Correct-Horse-9"
+EXAMPLE_REFRESH_TOKEN = "kB0yXr3dP7m1QvWn5tZ8sH2cJ6gL4aE9fU0iO3pR7wY"
+
+
 class RegisterBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", openapi_extra={"example": {
+        "email": EXAMPLE_EMAIL, "password": EXAMPLE_PASSWORD, "full_name": "Ada Lovelace"}})
 
     email: EmailStr
     password: StoredText = Field(min_length=8, max_length=128,
@@ -34,19 +40,25 @@ class RegisterBody(BaseModel):
 
 
 class LoginBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", openapi_extra={"example": {
+        "email": EXAMPLE_EMAIL, "password": EXAMPLE_PASSWORD}})
 
     email: EmailStr
     password: StoredText = Field(min_length=1, max_length=128)
 
 
 class RefreshBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", openapi_extra={"example": {"refresh_token": EXAMPLE_REFRESH_TOKEN}})
 
     refresh_token: str = Field(min_length=1, max_length=200)
 
 
 class TokenResponse(BaseModel):
+    # token_type always appears in the response, so the schema lists it as required.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True, json_schema_extra={"example": {
+        "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI1YTZiN2M4ZCJ9.c2lnbmF0dXJl",
+        "refresh_token": EXAMPLE_REFRESH_TOKEN, "token_type": "bearer", "expires_in": 900}})
+
     access_token: str
     refresh_token: str
     token_type: str = Field("bearer", pattern="^bearer$")
@@ -54,7 +66,9 @@ class TokenResponse(BaseModel):
 
 
 class UserOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {
+        "id": "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d", "email": EXAMPLE_EMAIL, "full_name": "Ada Lovelace",
+        "role": "user", "created_at": "2026-12-01T09:30:00Z"}})
 
     id: uuid.UUID
     email: str

@@ -15,11 +15,16 @@ class PlanOut(BaseModel):
 
 
 class PlanList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"items": [
+        {"name": "free", "price_id": None, "monthly_generations": 20, "concurrent_jobs": 1},
+        {"name": "pro", "price_id": "price_pro_monthly", "monthly_generations": 500, "concurrent_jobs": 3},
+        {"name": "team", "price_id": "price_team_monthly", "monthly_generations": 5000, "concurrent_jobs": 10}]}})
+
     items: list[PlanOut]
 
 
 class CheckoutBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", openapi_extra={"example": {"plan": "pro"}})
 
     plan: Literal["pro", "team"]
 
@@ -63,6 +68,10 @@ class Counter(BaseModel):
 
 
 class UsageOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "plan": "free", "period_start": "2026-12-01T00:00:00Z", "resets_at": "2027-01-01T00:00:00Z",
+        "generations": {"used": 3, "limit": 20}, "concurrent_jobs": {"used": 1, "limit": 1}}})
+
     plan: str
     period_start: datetime
     resets_at: datetime
@@ -73,3 +82,12 @@ class UsageOut(BaseModel):
 class WebhookAck(BaseModel):
     received: bool
     duplicate: bool
+
+
+# A Stripe event as delivered to the webhook (the body Stripe signs).
+STRIPE_EVENT_EXAMPLE = {
+    "id": "evt_1QxDevoraExample", "object": "event", "api_version": "2026-09-30.endive", "created": 1764581400,
+    "type": "customer.subscription.updated", "livemode": False,
+    "data": {"object": {"id": "sub_1QxDevoraExample", "object": "subscription", "customer": "cus_QxDevoraExample",
+                        "status": "active", "cancel_at_period_end": False}},
+}

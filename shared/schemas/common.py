@@ -24,16 +24,36 @@ StoredText = Annotated[str, AfterValidator(_storable)]
 
 
 class Problem(BaseModel):
-    """RFC 9457 problem details."""
+    """RFC 9457 problem details: the body of every error response."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"example": {
+        "type": "https://devora.dev/problems/not-found", "title": "Not found", "status": 404,
+        "detail": "project not found"}})
 
-    type: str = Field(description="A URI reference identifying the problem type")
-    title: str
-    status: int
-    detail: str | None = None
+    type: str = Field(description="A URI identifying the kind of problem; stable, safe to branch on")
+    title: str = Field(description="A short summary of the kind of problem")
+    status: int = Field(ge=400, le=599, description="The HTTP status code")
+    detail: str | None = Field(None, description="What went wrong this time, for a person to read")
     instance: str | None = None
-    errors: list[dict[str, Any]] | None = Field(None, description="Failing fields, for validation problems")
+
+
+class FieldError(BaseModel):
+    loc: list[str] = Field(description="Where the failing value is: body field names and list indexes, "
+                                       "or the query or path parameter")
+    msg: str
+    type: str = Field(description="A machine-readable error kind, e.g. missing, string_too_long, value_error")
+
+
+class ValidationProblem(Problem):
+    """A 422 problem that lists every failing field."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"example": {
+        "type": "https://devora.dev/problems/validation-error", "title": "Unprocessable content", "status": 422,
+        "detail": "name: String should have at most 100 characters",
+        "errors": [{"loc": ["name"], "msg": "String should have at most 100 characters",
+                    "type": "string_too_long"}]}})
+
+    errors: list[FieldError]
 
 
 class ParameterModel(BaseModel):

@@ -10,13 +10,30 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from shared.jobs.kinds import JobKind
 from shared.jobs.states import JobStatus
 from shared.schemas.common import HeaderModel, PageMeta, PageQuery, StoredText
-from shared.schemas.spec import AppSpec
+from shared.schemas.projects import EXAMPLE_PROJECT_ID
+from shared.schemas.spec import EXAMPLE_SPEC, AppSpec
 
 SPEC_REQUIRED = ("the embedded generator needs a structured `spec`; a free-text `prompt` alone needs a "
                  "language-model provider (GENERATION_PROVIDER=llm), which is not configured")
 
+EXAMPLE_JOB = {
+    "id": "9d1c7e4a-2b3f-4c5d-8e6f-7a8b9c0d1e2f", "kind": "fullstack", "status": "succeeded",
+    "project_id": EXAMPLE_PROJECT_ID, "progress": {"percent": 100, "stage": "succeeded"}, "attempts": 1,
+    "max_attempts": 4, "next_retry_at": None, "cancel_requested": False, "error": None,
+    "result": {"summary": {"kind": "fullstack", "app_name": "bookshop", "provider": "embedded", "entity_count": 2,
+                           "file_count": 13, "validation_passed": True, "validation_message": "22 tests passed",
+                           "tests_run": 22, "repair_attempts": 0},
+               "files": ["README.md", "bookshop/app.py", "static/index.html", "tests/test_api.py"],
+               "added": ["bookshop/app.py", "static/index.html", "tests/test_api.py"], "replaced": ["README.md"],
+               "removed": ["notes/app.py"]},
+    "created_at": "2026-12-01T09:30:00Z", "updated_at": "2026-12-01T09:30:04Z",
+    "started_at": "2026-12-01T09:30:01Z", "finished_at": "2026-12-01T09:30:04Z",
+}
+
+
 class GenerateBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", openapi_extra={"example": {
+        "project_id": EXAMPLE_PROJECT_ID, "spec": EXAMPLE_SPEC}})
 
     project_id: uuid.UUID
     prompt: StoredText | None = Field(None, max_length=20000,
@@ -48,6 +65,8 @@ class JobError(BaseModel):
 
 
 class JobOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": EXAMPLE_JOB})
+
     id: uuid.UUID
     kind: JobKind
     status: JobStatus
@@ -58,7 +77,8 @@ class JobOut(BaseModel):
     next_retry_at: datetime | None
     cancel_requested: bool
     error: JobError | None
-    result: dict[str, Any] | None
+    result: dict[str, Any] | None = Field(description="When succeeded: a generation's summary, its files, and "
+                                                      "which paths it added, replaced and removed")
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -78,6 +98,9 @@ class JobOut(BaseModel):
 
 
 class JobPage(PageMeta):
+    model_config = ConfigDict(json_schema_extra={"example":
+        {"items": [EXAMPLE_JOB], "page": 1, "per_page": 20, "total": 1}})
+
     items: list[JobOut]
 
 

@@ -18,6 +18,7 @@ class ProviderPath(BaseModel):
 
 
 class ExchangeBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", openapi_extra={"example": {
+        "code": "Yc2sL0q8VnR4tW7xB1mD5fH9jK3pZ6aE0gI2oU4yT8s"}})
 
     code: str = Field(min_length=1, max_length=200, description="The one-time code from the callback redirect")

@@ -6,7 +6,17 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.paths import MAX_PATH_LENGTH
 from shared.schemas.common import PageMeta, PageQuery, StoredText
+
+EXAMPLE_PROJECT_ID = "3f2b8c1e-6d4a-4f0e-9b7a-2c5d8e1f0a9b"
+_EXAMPLE_TIME = "2026-12-01T09:30:00Z"
+_EXAMPLE_PROJECT = {"id": EXAMPLE_PROJECT_ID, "name": "bookshop", "description": "A small shop's catalogue",
+                    "file_count": 14, "total_bytes": 48213, "created_at": _EXAMPLE_TIME,
+                    "updated_at": "2026-12-01T09:31:12Z"}
+_EXAMPLE_FILE = {"path": "bookshop/app.py", "size": 5120, "generated": True,
+                 "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                 "created_at": _EXAMPLE_TIME, "updated_at": _EXAMPLE_TIME}
 
 
 def _strip_name(value: str) -> str:
@@ -21,7 +31,8 @@ def _strip_name(value: str) -> str:
 
 
 class ProjectCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", openapi_extra={"example": {
+        "name": "bookshop", "description": "A small shop's catalogue"}})
 
     name: str = Field(min_length=1, max_length=100)
     description: StoredText | None = Field(None, max_length=2000)
@@ -30,7 +41,8 @@ class ProjectCreate(BaseModel):
 
 
 class ProjectUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", openapi_extra={"example": {
+        "description": "The shop's catalogue, with reviews"}})
 
     name: str | None = Field(None, min_length=1, max_length=100)
     description: StoredText | None = Field(None, max_length=2000)
@@ -42,7 +54,7 @@ class ProjectUpdate(BaseModel):
 
 
 class ProjectOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": _EXAMPLE_PROJECT})
 
     id: uuid.UUID
     name: str
@@ -54,6 +66,9 @@ class ProjectOut(BaseModel):
 
 
 class ProjectPage(PageMeta):
+    model_config = ConfigDict(json_schema_extra={"example":
+        {"items": [_EXAMPLE_PROJECT], "page": 1, "per_page": 20, "total": 1}})
+
     items: list[ProjectOut]
 
 
@@ -67,30 +82,47 @@ class ProjectPath(BaseModel):
 
 class FilePath(BaseModel):
     project_id: uuid.UUID
-    file_path: str = Field(min_length=1, max_length=4096)
+    # The path check gives the reasons (length, segments, characters); the schema states the length.
+    file_path: str = Field(min_length=1, max_length=4096, json_schema_extra={"maxLength": MAX_PATH_LENGTH},
+                           description="A relative POSIX path such as bookshop/app.py")
 
 
 class FileWrite(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", openapi_extra={"example": {
+        "content": "# Notes\n\nIdeas for the next version.\n"}})
 
     content: StoredText = Field(description="UTF-8 text content")
 
 
 class FileInfo(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": _EXAMPLE_FILE})
 
     path: str
-    size: int
+    size: int = Field(description="Bytes of UTF-8 content")
     sha256: str
+    generated: bool = Field(description="Written by a generation job; the next generation replaces or removes "
+                                        "it. False once you write the file yourself.")
     created_at: datetime
     updated_at: datetime
 
 
 class FileOut(FileInfo):
+    model_config = ConfigDict(json_schema_extra={"example": {
+        **_EXAMPLE_FILE, "path": "README.md", "size": 11, "content": "# bookshop\n",
+        "sha256": "74cb01580d853105c8cae0fa2c91389e3219d433bc68e0d04bdce0df0ede9418"}})
+
     content: str
 
 
-class FileList(BaseModel):
+class FileListQuery(PageQuery):
+    pass
+
+
+class FileList(PageMeta):
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "project_id": EXAMPLE_PROJECT_ID, "items": [_EXAMPLE_FILE], "total_bytes": 48213, "page": 1,
+        "per_page": 20, "total": 14}})
+
     project_id: uuid.UUID
     items: list[FileInfo]
-    total_bytes: int
+    total_bytes: int = Field(description="Bytes of all the project's files, not only this page's")

@@ -32,6 +32,30 @@ _ENTITY_NAME = re.compile(r"[A-Z][A-Za-z0-9]{0,39}")
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _PLURAL = re.compile(r"[a-z][a-z0-9_]{0,59}")
 
+
+def _pattern(regex: re.Pattern[str]) -> dict[str, str]:
+    """The JSON-schema form of a name rule the validators apply with fullmatch."""
+    return {"pattern": f"^{regex.pattern}$"}
+
+
+def _items(maximum: int) -> dict[str, int]:
+    return {"minItems": 1, "maxItems": maximum}
+
+
+# A spec the embedded generator turns into a working project (the API's example).
+EXAMPLE_SPEC: dict[str, Any] = {
+    "app_name": "bookshop",
+    "description": "Books and their authors",
+    "entities": [
+        {"name": "Author", "fields": [{"name": "name", "type": "string", "max_length": 120},
+                                      {"name": "born", "type": "date", "required": False}]},
+        {"name": "Book", "fields": [{"name": "title", "type": "string"},
+                                    {"name": "isbn", "type": "string", "unique": True, "max_length": 13},
+                                    {"name": "price", "type": "float"},
+                                    {"name": "in_print", "type": "boolean"}]},
+    ],
+}
+
 # Reserved words of SQLite and standard SQL: as table or column names they would need quoting in
 # every hand-written query against the generated schema, and break on other databases.
 SQL_RESERVED: frozenset[str] = frozenset(
@@ -105,7 +129,8 @@ class FieldSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    name: str = Field(json_schema_extra=_pattern(_FIELD_NAME),
+                      description="snake_case; not id, a Python keyword or an SQL reserved word")
     type: FieldType
     required: bool = True
     unique: bool = False
@@ -152,10 +177,12 @@ class EntitySpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    plural: str | None = Field(None, description="URL segment and table name; derived from the name if omitted")
+    name: str = Field(json_schema_extra=_pattern(_ENTITY_NAME),
+                      description="PascalCase; not a Python keyword, built-in or SQL reserved word")
+    plural: str | None = Field(None, json_schema_extra=_pattern(_PLURAL),
+                               description="URL segment and table name; derived from the name if omitted")
     description: str | None = Field(None, max_length=500)
-    fields: list[FieldSpec]
+    fields: list[FieldSpec] = Field(json_schema_extra=_items(MAX_FIELDS))
 
     @field_validator("name")
     @classmethod
@@ -241,9 +268,10 @@ class AppSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    app_name: str
+    app_name: str = Field(json_schema_extra=_pattern(_APP_NAME),
+                          description="The generated package's name; not a Python keyword or standard module")
     description: str | None = Field(None, max_length=2000)
-    entities: list[EntitySpec]
+    entities: list[EntitySpec] = Field(json_schema_extra=_items(MAX_ENTITIES))
     options: SpecOptions = Field(default_factory=SpecOptions)
 
     @field_validator("app_name")

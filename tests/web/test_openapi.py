@@ -15,7 +15,8 @@ def test_document_is_openapi_3_1_with_every_route(client):
         assert path in paths
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert doc["paths"]["/api/v2/projects"]["get"]["security"] == [{"bearer": []}]
-    assert "application/problem+json" in doc["paths"]["/api/v2/projects"]["get"]["responses"]["401"]["content"]
+    unauthorized = doc["paths"]["/api/v2/projects"]["get"]["responses"]["401"]["$ref"].rsplit("/", 1)[-1]
+    assert "application/problem+json" in doc["components"]["responses"][unauthorized]["content"]
 
 
 def _references(html: str) -> list[str]:

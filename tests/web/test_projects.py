@@ -190,3 +190,17 @@ def test_text_a_database_cannot_store_is_a_422_not_a_500(client, auth_headers, t
     assert response.status_code == 422 and response.get_json()["errors"][0]["loc"] == ["content"]
     described = client.post("/api/v2/projects", json={"name": "x", "description": text}, headers=auth_headers)
     assert described.status_code == 422
+
+
+def test_the_files_list_is_paginated_by_path(client, auth_headers):
+    project = create(client, auth_headers)
+    for name in ("d.txt", "a.txt", "c.txt", "b.txt", "e.txt"):
+        assert put(client, auth_headers, project["id"], name).status_code == 201
+    base = f"/api/v2/projects/{project['id']}/files"
+    page = client.get(f"{base}?page=2&per_page=2", headers=auth_headers).get_json()
+    assert [f["path"] for f in page["items"]] == ["c.txt", "d.txt"]
+    assert (page["page"], page["per_page"], page["total"], page["total_bytes"]) == (2, 2, 5, 5)
+    assert [f["path"] for f in client.get(base, headers=auth_headers).get_json()["items"]] == [
+        "a.txt", "b.txt", "c.txt", "d.txt", "e.txt"]
+    assert client.get(f"{base}?per_page=101", headers=auth_headers).status_code == 422
+    assert not any(f["generated"] for f in page["items"]), "files written with PUT are the user's"

@@ -6,8 +6,8 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from shared import projects
 from shared.schemas.projects import (
-    FileInfo, FileList, FileOut, FilePath, FileWrite, ProjectCreate, ProjectListQuery, ProjectOut, ProjectPage,
-    ProjectPath, ProjectUpdate,
+    FileInfo, FileList, FileListQuery, FileOut, FilePath, FileWrite, ProjectCreate, ProjectListQuery, ProjectOut,
+    ProjectPage, ProjectPath, ProjectUpdate,
 )
 from web.auth import current_user
 from web.caching import cache_get, cache_set
@@ -73,12 +73,14 @@ def delete_project(path: ProjectPath):
 
 
 @bp.get("/<uuid:project_id>/files", responses=responses({200: FileList}, 401, 404))
-def list_files(path: ProjectPath):
-    """The project's files without their content."""
+def list_files(path: ProjectPath, query: FileListQuery):
+    """The project's files without their content, by path, page by page."""
     session = db_session()
     project = projects.get_project(session, current_user().id, path.project_id)
-    items = [FileInfo.model_validate(f).model_dump(mode="json") for f in projects.list_files(session, project)]
-    return {"project_id": str(project.id), "items": items, "total_bytes": project.total_bytes}
+    rows = projects.page_files(session, project, query.page, query.per_page)
+    return FileList(project_id=project.id, items=[FileInfo.model_validate(f) for f in rows],
+                    total_bytes=project.total_bytes, page=query.page, per_page=query.per_page,
+                    total=project.file_count).model_dump(mode="json")
 
 
 @bp.get("/<uuid:project_id>/files/<filepath:file_path>", responses=responses({200: FileOut}, 401, 404))

@@ -8,7 +8,7 @@ from shared import webhooks
 from shared.errors import DomainError
 from shared.integrations.stripe_gateway import WebhookPayloadInvalid, WebhookSignatureInvalid
 from shared.jobs.outbox import WEBHOOK_EVENTS
-from shared.schemas.billing import WebhookAck
+from shared.schemas.billing import STRIPE_EVENT_EXAMPLE, WebhookAck
 from web.dispatch import enqueue
 from web.metrics import WEBHOOKS_RECEIVED
 from web.openapi import responses
@@ -16,7 +16,8 @@ from web.state import state
 
 bp = APIBlueprint("webhooks", __name__, url_prefix="/api/v2/webhooks", abp_tags=[Tag(name="webhooks")])
 _BODY = {"description": "The event exactly as Stripe sent it, signed in the Stripe-Signature header",
-         "required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+         "required": True, "content": {"application/json": {"schema": {"type": "object"},
+                                                            "example": STRIPE_EVENT_EXAMPLE}}}
 
 
 class BadWebhook(DomainError):

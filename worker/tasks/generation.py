@@ -37,12 +37,14 @@ def generate(ctx: JobContext) -> JobOutcome:
         raise JobCanceled(str(canceled)) from canceled
     files = result.files
     limits = projects.Limits.from_settings(ctx.settings)
+    outcome = {"summary": result.summary.to_dict(), "files": sorted(files)}
 
     def write(session: Session, job: Job) -> None:
         if job.project_id is None:
             raise NotFound("the project was deleted while the job ran")
         project = projects.get_project(session, job.owner_id, job.project_id, for_update=True)
-        projects.write_files(session, project, files, limits)
+        # The changes are known only inside the transaction; they join the stored result.
+        outcome.update(projects.replace_generated_files(session, project, files, limits).to_dict())
 
     logger.info("job %s: %s files generated", ctx.job_id, len(files))
-    return JobOutcome(result={"summary": result.summary.to_dict(), "files": sorted(files)}, apply=write)
+    return JobOutcome(result=outcome, apply=write)

@@ -1,0 +1,85 @@
+"""Request bodies: a route that takes JSON says so clearly when it gets something else.
+
+flask-openapi3 reads a body with `get_json(silent=True)`, so malformed JSON, a missing
+Content-Type and text/plain all reached the model as "no body" and came back as a 422
+naming the model class. These checks run first and answer what is actually wrong.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Flask, request
+
+from shared.errors import DomainError, Unprocessable
+
+ACCEPTED = "application/json"
+
+
+class InvalidJSON(DomainError):
+    status, title, type_slug = 400, "Bad request", "invalid-json"
+
+
+class UnsupportedMediaType(DomainError):
+    status, title, type_slug = 415, "Unsupported media type", "unsupported-media-type"
+
+
+def takes_json_body(view: Callable[..., Any]) -> bool:
+    """Whether a flask-openapi3 view declares a `body` model."""
+    return "body" in inspect.signature(inspect.unwrap(view)).parameters
+
+
+def json_body_endpoints(app: Flask) -> set[str]:
+    return {endpoint for endpoint, view in app.view_functions.items() if takes_json_body(view)}
+
+
+def check_json_body() -> None:
+    """415 unless the body is declared JSON, 400 unless it parses, 422 unless it is an object."""
+    if not request.is_json:
+        sent = request.mimetype or "no Content-Type"
+        raise UnsupportedMediaType(f"send the request body as JSON with Content-Type: {ACCEPTED} (got {sent})",
+                                   headers={"Accept": ACCEPTED}, accepted=[ACCEPTED])
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise InvalidJSON("the request body is empty; send a JSON object")
+    try:
+        value = json.loads(raw)
+    except UnicodeDecodeError:
+        raise InvalidJSON("the request body is not valid UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise InvalidJSON(f"the request body is not valid JSON: {error.msg} at line {error.lineno}, column "
+                          f"{error.colno} (character {error.pos})", line=error.lineno, column=error.colno,
+                          position=error.pos) from None
+    if not isinstance(value, dict):
+        raise Unprocessable(f"the request body must be a JSON object, not {_json_kind(value)}",
+                            errors=[{"loc": [], "msg": "Input should be a JSON object", "type": "model_type"}])
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"
+
+
+def require_json_bodies(app: Flask) -> None:
+    """Check the body of every route that declares one, after its blueprint's authentication."""
+    for endpoint in json_body_endpoints(app):
+        app.view_functions[endpoint] = _checked(app.view_functions[endpoint])
+
+
+def _checked(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        check_json_body()
+        return view(*args, **kwargs)
+
+    return checked
