@@ -28,7 +28,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Database, Redis and broker reachable: 200; otherwise 503 naming what failed. */
+        /** Database, Redis and broker reachable: 200; otherwise 503 naming what failed. Billing is reported. */
         get: operations["getReadiness"];
         put?: never;
         post?: never;
@@ -98,7 +98,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Revoke the refresh token and every token rotated from the same login. */
+        /** Log out: the refresh token, every token rotated from the same login and their access tokens stop working. */
         post: operations["logout"];
         delete?: never;
         options?: never;
@@ -3196,6 +3196,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     getUsage: {

@@ -108,12 +108,13 @@ def test_every_request_example_is_accepted_by_the_api(client, doc, db):
     example = lambda path, method="post": copy.deepcopy(bodies[(path, method)])  # noqa: E731
 
     registered = send("post", "/api/v2/auth/register", example("/api/v2/auth/register")).get_json()
-    send("post", "/api/v2/auth/login", example("/api/v2/auth/login"))
+    logged_in = send("post", "/api/v2/auth/login", example("/api/v2/auth/login")).get_json()
     refreshed = send("post", "/api/v2/auth/refresh",
                      {**example("/api/v2/auth/refresh"), "refresh_token": registered["refresh_token"]}).get_json()
-    auth = {"Authorization": f"Bearer {refreshed['access_token']}"}
     send("post", "/api/v2/auth/logout", {**example("/api/v2/auth/logout"), "refresh_token": refreshed["refresh_token"]},
-         headers=auth)
+         headers={"Authorization": f"Bearer {refreshed['access_token']}"})
+    # That login is over; the other one goes on.
+    auth = {"Authorization": f"Bearer {logged_in['access_token']}"}
 
     user_id = client.get("/api/v2/auth/me", headers=auth).get_json()["id"]
     with db.transaction() as session:
