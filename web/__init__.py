@@ -27,6 +27,7 @@ from web.oauth_clients import init_oauth
 from web.openapi import SECURITY_SCHEMES
 from web.problems import register_error_handlers, validation_problem
 from web.ratelimits import init_limiter
+from web.request_encoding import init_url_checks
 from web.request_ids import init_request_ids
 from web.state import AppState, close_db_session
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> DevoraOpenAPI:
                              socket_connect_timeout=settings.redis_socket_timeout))
     cache.init_app(app)
     init_request_ids(app)
+    init_url_checks(app)
     init_metrics(app)
     # Preflights are answered here, before the limiter and the blueprints see them.
     init_cors(app, settings)

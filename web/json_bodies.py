@@ -17,6 +17,9 @@ from flask import Flask, request
 from shared.errors import DomainError, Unprocessable
 
 ACCEPTED = "application/json"
+# No request body of this API nests deeper than a few levels; a deeper one is an attack on the
+# parser (Python's own recursion limit sits near 1,000 levels) or on what consumes the value.
+MAX_DEPTH = 32
 
 
 class InvalidJSON(DomainError):
@@ -53,9 +56,28 @@ def check_json_body() -> None:
         raise InvalidJSON(f"the request body is not valid JSON: {error.msg} at line {error.lineno}, column "
                           f"{error.colno} (character {error.pos})", line=error.lineno, column=error.colno,
                           position=error.pos) from None
+    except RecursionError:
+        too_deep = True  # deeper than the parser can go, so certainly deeper than allowed
+    else:
+        too_deep = _depth(value) > MAX_DEPTH
+    if too_deep:
+        raise InvalidJSON(f"the request body nests arrays and objects more than {MAX_DEPTH} levels deep",
+                          max_depth=MAX_DEPTH)
     if not isinstance(value, dict):
         raise Unprocessable(f"the request body must be a JSON object, not {_json_kind(value)}",
                             errors=[{"loc": [], "msg": "Input should be a JSON object", "type": "model_type"}])
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value (iteratively: the value may be deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:
+                stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _json_kind(value: Any) -> str:
