@@ -7,7 +7,7 @@ the stream cannot be reached or refuses it, so the caller can fall back to polli
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import requests
@@ -77,11 +77,11 @@ class StreamUnavailable(Exception):
     """The stream could not be reached, or answered something other than an event stream."""
 
 
-def follow(url: str, params: dict[str, str], *, last_event_id: str = "", connect_timeout: float = 3.0,
+def follow(url: str, params: Callable[[], dict[str, str]], *, last_event_id: str = "", connect_timeout: float = 3.0,
            read_timeout: float = 45.0, attempts: int = 3) -> Iterator[ServerSentEvent]:
     """The stream's events, across reconnections; ends only when the caller stops iterating.
 
-    A connection that drops is reopened with the last id seen; `attempts` failures in a
+    `params` gives each connection's query (so a short-lived token can be fresh). A connection that drops is reopened with the last id seen; `attempts` failures in a
     row to open one raise StreamUnavailable, and so does any answer but 200 event-stream.
     """
     parser = EventStreamParser(last_event_id)
@@ -91,7 +91,7 @@ def follow(url: str, params: dict[str, str], *, last_event_id: str = "", connect
         if parser.last_event_id:
             headers["Last-Event-ID"] = parser.last_event_id
         try:
-            response = requests.get(url, params=params, headers=headers, stream=True,
+            response = requests.get(url, params=params(), headers=headers, stream=True,
                                     timeout=(connect_timeout, read_timeout))
         except requests.RequestException as error:
             failures += 1

@@ -12,6 +12,7 @@ from shared.logging_setup import configure_logging
 from shared.projects import Limits
 from shared.security import TokenService
 from shared.settings import Settings, load_settings
+from shared.stream_tokens import StreamTokens
 from shared.taskqueue import make_producer
 from web.blueprints import BLUEPRINTS
 from web.caching import JSONCacheSerializer
@@ -55,7 +56,8 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         settings=settings, db=Database(settings), tokens=TokenService(settings), limits=Limits.from_settings(settings),
         producer=make_producer(settings), gateway=StripeGateway(settings),
         dedup=Redis.from_url(settings.resolved_state_url, socket_timeout=settings.redis_socket_timeout,
-                             socket_connect_timeout=settings.redis_socket_timeout))
+                             socket_connect_timeout=settings.redis_socket_timeout),
+        stream_tokens=StreamTokens(settings))
     cache.init_app(app)
     init_request_ids(app)
     init_metrics(app)

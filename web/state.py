@@ -16,6 +16,7 @@ from shared.integrations.stripe_gateway import StripeGateway
 from shared.projects import Limits
 from shared.security import TokenService
 from shared.settings import Settings
+from shared.stream_tokens import StreamTokens
 
 
 @dataclass
@@ -28,6 +29,7 @@ class AppState:
     gateway: StripeGateway
     # Our own short-lived markers (webhook dedup); lazy, no connection until used.
     dedup: Redis
+    stream_tokens: StreamTokens
     oauth: OAuth | None = None
     limiter: Limiter | None = None
 
