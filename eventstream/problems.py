@@ -17,7 +17,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def problem(status: int, title: str, detail: str | None = None, *, slug: str | None = None,
             headers: dict[str, str] | None = None, **extra) -> web.Response:
     body = problem_body(status, title, detail, slug=slug, **extra)
-    return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM_MIME, headers=headers)
+    return web.Response(status=status, body=json.dumps(body).encode(),
+                        headers={**(headers or {}), "Content-Type": PROBLEM_MIME})
 
 
 def domain_problem(error: DomainError) -> web.Response:

@@ -130,8 +130,18 @@ class _Follower:
         # When the client last knew its jobs' states (ms): a snapshot covers changes since.
         self.known_ms = event_id_ms(last_id) if last_id else None
         self.deadline = time.monotonic() + ctx.settings.events_stream_max_seconds
+        self._hangup: asyncio.Future | None = None
 
     async def run(self) -> None:
+        # The heartbeat task ends when a write fails: a second way, besides cancellation, to
+        # notice a client that went away.
+        self._hangup = asyncio.ensure_future(self.response.wait())
+        try:
+            await self._follow()
+        finally:
+            self._hangup.cancel()
+
+    async def _follow(self) -> None:
         if not self.hub.healthy.is_set():
             # Redis is away: the job rows still tell where things stand.
             if not await self._snapshot():
@@ -211,8 +221,11 @@ class _Follower:
         return True
 
     async def _until_deadline(self, awaitable):
-        """The awaitable's result, or None once the stream's lifetime is over."""
+        """The awaitable's result, or None once the stream's lifetime is over or the client has gone."""
+        waiting = asyncio.ensure_future(awaitable)
         try:
-            return await asyncio.wait_for(awaitable, timeout=max(0.0, self.deadline - time.monotonic()))
-        except TimeoutError:
-            return None
+            done, _ = await asyncio.wait({waiting, self._hangup}, timeout=max(0.0, self.deadline - time.monotonic()),
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        return waiting.result() if waiting in done else None

@@ -68,7 +68,7 @@ def split_lines(chunks: Iterable[bytes]) -> Iterator[str]:
         pending += chunk
         *lines, pending = pending.split(b"\n")
         for line in lines:
-            yield line.decode("utf-8", errors="replace")
+            yield line.removesuffix(b"\r").decode("utf-8", errors="replace")
     if pending:
         yield pending.decode("utf-8", errors="replace")
 

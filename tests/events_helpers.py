@@ -107,6 +107,14 @@ class EventStream:
     def ok(self) -> bool:
         return self.response.status_code == 200
 
+    def next_line(self) -> str | None:
+        """The next raw line (fed to the parser too), or None when the server ended the stream."""
+        line = next(self._lines, None)
+        if line is not None:
+            self.lines.append(line)
+            self.parser.feed(line)
+        return line
+
     def next_message(self) -> ServerSentEvent | None:
         """The next event, or None when the server ended the stream."""
         for line in self._lines:
