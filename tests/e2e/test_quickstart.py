@@ -30,11 +30,12 @@ def wait_for(predicate, timeout: float, what):
     raise AssertionError(f"timed out waiting for {what()}")
 
 
-def test_run_command_starts_web_worker_beat_and_flower():
-    port, flower_port = free_port(), free_port()
+def test_run_command_starts_web_stream_worker_beat_and_flower():
+    port, flower_port, events_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in {"REDIS_URL", "BROKER_URL", "CACHE_REDIS_URL", "RATELIMIT_STORAGE_URI", "DATABASE_URL"}}
-    env.update(PORT=str(port), FLOWER_PORT=str(flower_port), PYTHONUNBUFFERED="1")
+    env.update(PORT=str(port), FLOWER_PORT=str(flower_port), EVENTS_PORT=str(events_port), PYTHONUNBUFFERED="1")
+    env.pop("EVENTS_PUBLIC_URL", None)
     process = subprocess.Popen([DEVORA, "run"], cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
@@ -64,6 +65,21 @@ def test_run_command_starts_web_worker_beat_and_flower():
                 return False
 
         wait_for(flower_up, 60, lambda: f"Flower; output:\n{output()}")
+
+        # The event stream runs beside the API, reachable from the frontend's origin.
+        events_url = f"http://127.0.0.1:{events_port}/api/v2/events"
+        assert f"Events:  {events_url}" in output()
+
+        def stream_preflight():
+            try:
+                return requests.options(events_url, timeout=1, headers={
+                    "Origin": "http://localhost:3000", "Access-Control-Request-Method": "GET"})
+            except requests.RequestException:
+                return None
+
+        preflight = wait_for(stream_preflight, 60, lambda: f"the event stream; output:\n{output()}")
+        assert preflight.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+        assert requests.get(events_url, timeout=5).status_code == 401
         wait_for(lambda: re.search(r"worker\.\d+\s*\|.*ready", output()), 60, lambda: f"worker ready; output:\n{output()}")
         wait_for(lambda: re.search(r"beat\.\d+\s*\|.*beat: Starting", output()), 60, lambda: f"beat; output:\n{output()}")
     finally:
