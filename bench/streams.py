@@ -6,8 +6,9 @@ Runs the service as deployed: gunicorn (2 sync workers) for the API and the stre
 (`python -m eventstream`) beside it, on one embedded Redis and one database. In the same
 run it measures, with wrk, the job poll (`GET /api/v2/jobs/{id}`) and `GET /api/v2/auth/me`
 without streams and then while --streams clients (one user each, as browsers do) hold a
-stream open and --rate events per second flow to them; it prints each figure and the ratio
-with/without. Each event's payload carries the time its job row change committed; the
+stream open; --rate events per second are committed and published in both arms (the
+workers' share), and reach the clients when they are there. It prints each figure and the
+ratio with/without. Each event's payload carries the time its job row change committed; the
 clients (a separate process) report commit-to-arrival latency, quiet and under the wrk load.
 """
 from __future__ import annotations
@@ -165,6 +166,12 @@ class Publisher(threading.Thread):
         self.db.engine.dispose()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -196,13 +203,18 @@ def main() -> None:
         spawn = multiprocessing.get_context("spawn")
         with serve(gunicorn("web:create_app()", app_port), env, ROOT, f"{app_url}/healthz"), \
                 serve([sys.executable, "-m", "eventstream", "--port", str(stream_port)], env, ROOT,
-                      f"{stream_url}/readyz"):
+                      f"{stream_url}/readyz") as stream_process:
             for _name, url in measures:  # warm connections and caches
                 wrk(url, seconds=1, headers=auth)
             loaded: list[float] = []
             quiet: list[float] = []
             outcome: dict = {}
+            stream_cpu, held_seconds = 0.0, 0.0
             for round_number in range(args.rounds):
+                # The workers' side (row commits and publishes at --rate) runs in both arms, so
+                # the ratio isolates what the open streams and their deliveries cost.
+                publisher = Publisher(settings, watchers, args.rate)
+                publisher.start()
                 for name, url in measures:
                     figures[name]["without"].append(wrk(url, seconds=args.seconds, headers=auth))
                 mode, ready, stop, results = spawn.Value("i", OFF), spawn.Event(), spawn.Event(), spawn.Queue()
@@ -212,15 +224,16 @@ def main() -> None:
                 clients.start()
                 if not ready.wait(120):
                     raise RuntimeError("the streams did not all open")
-                publisher = Publisher(settings, watchers, args.rate)
-                publisher.start()
                 mode.value = LOADED
+                cpu_before, started = cpu_seconds(stream_process.pid), time.monotonic()
                 for name, url in measures:
                     figures[name]["with"].append(wrk(url, seconds=args.seconds, headers=auth))
                 if round_number == args.rounds - 1:
                     mode.value = QUIET
                     time.sleep(args.latency_seconds)
                 mode.value = OFF
+                stream_cpu += cpu_seconds(stream_process.pid) - cpu_before
+                held_seconds += time.monotonic() - started
                 publisher.stop()
                 time.sleep(1)
                 stop.set()
@@ -232,12 +245,14 @@ def main() -> None:
                     print(f"round {round_number + 1}: {outcome['failed']} streams refused, "
                           f"{outcome['ended']} ended early", file=sys.stderr)
 
-    print(f"{args.streams} open streams (one user each), {args.rate:g} events/s while open; "
+    print(f"{args.streams} open streams (one user each) against none, {args.rate:g} events/s published in both; "
           f"wrk -t2 -c16 -d{args.seconds}s, {args.rounds} rounds (medians); ulimit -n {limit}")
     print(f"{'measure':32} {'no streams req/s':>17} {'with streams req/s':>19} {'ratio':>6}")
     for name, runs in figures.items():
         without, with_streams = statistics.median(runs["without"]), statistics.median(runs["with"])
         print(f"{name:32} {without:17.0f} {with_streams:19.0f} {with_streams / without:6.2f}")
+    print(f"stream process CPU while holding the streams: {100 * stream_cpu / held_seconds:.1f} % of one core "
+          f"(load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     print(f"{'commit-to-arrival latency':32} {'events':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for label, values in (("quiet (streams only)", quiet), ("under the wrk load", loaded)):
         if values:
