@@ -12,7 +12,7 @@ from shared.settings import Settings
 
 _MARK = "_devora_handler"
 # A stream URL carries its stream token in the query (`?token=`); no log line may keep it.
-_QUERY_TOKEN = re.compile(r"(?i)\b((?:access_|refresh_)?token=)[^&\s\"']+")
+_QUERY_TOKEN = re.compile(r"(?i)\b((?:access_|refresh_)?token=)[^&\s\"';,]+")
 
 
 class RedactQueryTokens(logging.Filter):
