@@ -12,7 +12,7 @@ from aiohttp_sse import EventSourceResponse
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from eventstream.access_log import log_hangup
+from eventstream.access_log import log_stream_end
 from eventstream.auth import authenticate
 from eventstream.hub import CLOSE, OVERFLOW, RESYNC, Hub, Subscription, id_after
 from eventstream.metrics import EVENTS_SENT
@@ -76,20 +76,25 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         # no-transform: proxies must not compress (and so buffer) the stream.
         response.headers["Cache-Control"] = "no-cache, no-transform"
         response.headers["Content-Type"] = "text/event-stream; charset=utf-8"
-        started = time.monotonic()
+        started, how = time.monotonic(), "ended"
         await response.prepare(request)
         try:
             async with response:
                 await response.write(f"retry: {ctx.settings.events_retry_ms}\n\n".encode())
                 await _Follower(ctx, response, owner_id, job_id, last_id).run()
+                if not response.is_connected():
+                    how = "client closed"
         except asyncio.CancelledError:
-            log_hangup(request, response, time.monotonic() - started)
+            how = "client closed"
             raise
         except (ConnectionError, TimeoutError):
-            pass  # the client went away or stalled; nothing to tell it
+            how = "client closed"  # or stalled: nothing to tell it
         except Exception:
             # Headers are sent: ending the stream is the only answer left; the client resumes.
+            how = "failed"
             logger.exception("stream of user %s failed", owner_id)
+        finally:
+            log_stream_end(request, response, time.monotonic() - started, how)
         return response
 
 
@@ -156,7 +161,7 @@ class _Follower:
                 continue
             if start is None:
                 return
-            subscription = self.hub.subscribe(self.owner_id, start)
+            subscription = self.hub.subscribe(self.owner_id)
             try:
                 outcome = await self._relay(subscription, start)
             finally:
@@ -174,19 +179,18 @@ class _Follower:
         return head or "0-0"
 
     async def _relay(self, subscription: Subscription, start: str) -> str:
+        """Send what the owner's stream holds after `start`, then what the hub hands over."""
         position = start
-        if id_after(subscription.hub_position, start):
-            # The hub is further on in this stream than the client: fill the gap directly.
-            try:
-                missed = await self.ctx.reader.between(self.key, start, subscription.hub_position)
-            except RedisError as error:
-                self.hub.mark_unhealthy(error)
-                return RESYNC
-            for event in missed:
-                position = event.id
-                await self._send_if_wanted(event)
-            if id_after(subscription.hub_position, position):
-                position = subscription.hub_position
+        # The subscription already collects what the hub reads from now on; what was
+        # published before comes from the owner's stream, and the overlap is skipped.
+        try:
+            missed = await self.ctx.reader.after(self.key, start)
+        except RedisError as error:
+            self.hub.mark_unhealthy(error)
+            return RESYNC
+        for event in missed:
+            position = event.id
+            await self._send_if_wanted(event)
         while True:
             item = await self._until_deadline(subscription.queue.get())
             if item in (None, CLOSE, OVERFLOW):

@@ -53,8 +53,23 @@ FINAL_TYPES = frozenset({JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELED})
 # An event is a notification, not a result: anything bigger belongs on the job row.
 MAX_PAYLOAD_BYTES = 4096
 KEY_PREFIX = "devora:events:user:"
+# Every event also goes to one shared feed, so a stream process follows all users with one
+# small XREAD instead of one naming every user it serves. It is read live, never resumed.
+FEED_KEY = "devora:events:feed"
+FEED_MAX_LENGTH = 100_000
 # Catch-up reads go in pages of this many entries.
 PAGE = 200
+
+# The user's stream and the feed in one atomic step; the feed entry names the owner and
+# carries the user-stream id, which is the event's id everywhere.
+_PUBLISH = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+                      'type', ARGV[3], 'job_id', ARGV[4], 'at', ARGV[5], 'payload', ARGV[6])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'owner', ARGV[8], 'id', id,
+           'type', ARGV[3], 'job_id', ARGV[4], 'at', ARGV[5], 'payload', ARGV[6])
+return id
+"""
 
 
 def stream_key(owner_id: uuid.UUID | str) -> str:
@@ -99,6 +114,11 @@ class JobEvent:
                    payload=json.loads(fields.get("payload") or "{}"), id=entry_id)
 
     @classmethod
+    def from_feed(cls, fields: dict[str, str]) -> JobEvent:
+        """A feed entry as the event it announces (with its id in the owner's stream)."""
+        return cls.from_entry(fields["id"], fields)
+
+    @classmethod
     def from_json(cls, data: str, event_id: str | None = None) -> JobEvent:
         body = json.loads(data)
         return cls(type=body["type"], job_id=body["job_id"], at=body["at"], payload=body.get("payload") or {},
@@ -130,6 +150,7 @@ class EventStore:
         self.redis = redis
         self.max_length = max_length
         self.retention_seconds = retention_seconds
+        self._publish = redis.register_script(_PUBLISH)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventStore:
@@ -147,12 +168,10 @@ class EventStore:
         is logged and swallowed: the job goes on, and watchers resync from the job row.
         """
         fields = encode_fields(job_id, event_type, payload)
-        key = stream_key(owner_id)
         try:
-            with self.redis.pipeline(transaction=True) as pipe:
-                pipe.xadd(key, fields, maxlen=self.max_length, approximate=True)
-                pipe.expire(key, self.retention_seconds)
-                entry_id, _ = pipe.execute()
+            entry_id = self._publish(keys=[stream_key(owner_id), FEED_KEY], args=[
+                self.max_length, self.retention_seconds, fields["type"], fields["job_id"], fields["at"],
+                fields["payload"], FEED_MAX_LENGTH, str(owner_id)])
         except RedisError as error:
             logger.warning("job %s: %s not published: %s", job_id, event_type, type(error).__name__)
             return None
@@ -182,11 +201,11 @@ class EventReader:
     async def is_kept(self, key: str, event_id: str) -> bool:
         return bool(await self.redis.xrange(key, event_id, event_id, count=1))
 
-    async def between(self, key: str, after_id: str, until_id: str) -> list[JobEvent]:
-        """Every event after `after_id` up to and including `until_id`, oldest first."""
+    async def after(self, key: str, after_id: str) -> list[JobEvent]:
+        """Every event after `after_id`, oldest first."""
         events: list[JobEvent] = []
         while True:
-            entries = await self.redis.xrange(key, f"({after_id}", until_id, count=PAGE)
+            entries = await self.redis.xrange(key, f"({after_id}", "+", count=PAGE)
             events += [JobEvent.from_entry(entry_id, fields) for entry_id, fields in entries]
             if len(entries) < PAGE:
                 return events

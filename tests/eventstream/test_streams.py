@@ -19,11 +19,11 @@ def bearer(make_user):
     return user, headers
 
 
-def wait_until(predicate, what: str, timeout: float = 15.0):
+def wait_until(predicate, what, timeout: float = 15.0):
     deadline = time.monotonic() + timeout
     while not (result := predicate()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         time.sleep(0.05)
     return result
 
@@ -259,7 +259,7 @@ def test_the_stream_token_never_reaches_the_log(stream, make_user, stream_token,
     with EventStream(stream.events_url, token=token, params={"job_id": str(job)}) as streamed:
         streamed.next_event()
     requests.get(stream.events_url, params={"token": token + "x"}, timeout=5)
-    wait_until(lambda: stream.log().count("GET /api/v2/events") >= 2, "both access log lines")
+    wait_until(lambda: stream.log().count("GET /api/v2/events") >= 2, lambda: f"both access log lines in {stream.log()}")
     log = stream.log()
     assert token not in log and token.split(".")[1] not in log
     assert '"GET /api/v2/events 401' in log or "GET /api/v2/events 401" in log
