@@ -209,7 +209,7 @@ def main() -> None:
             loaded: list[float] = []
             quiet: list[float] = []
             outcome: dict = {}
-            stream_cpu, held_seconds = 0.0, 0.0
+            stream_cpu, client_cpu, held_seconds = 0.0, 0.0, 0.0
             for round_number in range(args.rounds):
                 # The workers' side (row commits and publishes at --rate) runs in both arms, so
                 # the ratio isolates what the open streams and their deliveries cost.
@@ -226,6 +226,7 @@ def main() -> None:
                     raise RuntimeError("the streams did not all open")
                 mode.value = LOADED
                 cpu_before, started = cpu_seconds(stream_process.pid), time.monotonic()
+                clients_before = cpu_seconds(clients.pid)
                 for name, url in measures:
                     figures[name]["with"].append(wrk(url, seconds=args.seconds, headers=auth))
                 if round_number == args.rounds - 1:
@@ -233,6 +234,7 @@ def main() -> None:
                     time.sleep(args.latency_seconds)
                 mode.value = OFF
                 stream_cpu += cpu_seconds(stream_process.pid) - cpu_before
+                client_cpu += cpu_seconds(clients.pid) - clients_before
                 held_seconds += time.monotonic() - started
                 publisher.stop()
                 time.sleep(1)
@@ -251,7 +253,11 @@ def main() -> None:
     for name, runs in figures.items():
         without, with_streams = statistics.median(runs["without"]), statistics.median(runs["with"])
         print(f"{name:32} {without:17.0f} {with_streams:19.0f} {with_streams / without:6.2f}")
-    print(f"stream process CPU while holding the streams: {100 * stream_cpu / held_seconds:.1f} % of one core "
+    for name, runs in figures.items():
+        print(f"{name} by round, without/with: " + ", ".join(
+            f"{a:.0f}/{b:.0f}" for a, b in zip(runs["without"], runs["with"])))
+    print(f"CPU while the streams were held: stream process {100 * stream_cpu / held_seconds:.1f} % of one core, "
+          f"the benchmark's {args.streams} clients {100 * client_cpu / held_seconds:.1f} % "
           f"(load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     print(f"{'commit-to-arrival latency':32} {'events':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for label, values in (("quiet (streams only)", quiet), ("under the wrk load", loaded)):

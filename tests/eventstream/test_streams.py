@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from datetime import timedelta
 
 import pytest
@@ -11,21 +10,7 @@ import requests
 
 from shared import events as ev
 from shared.models.base import utcnow
-from tests.events_helpers import EventStream, new_job, set_job
-
-
-def bearer(make_user):
-    user, headers = make_user()
-    return user, headers
-
-
-def wait_until(predicate, what, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
-        time.sleep(0.05)
-    return result
+from tests.events_helpers import EventStream, new_job, set_job, wait_until
 
 
 def test_events_arrive_in_order_and_a_reconnect_resumes_after_last_event_id(stream, events, make_user, db):

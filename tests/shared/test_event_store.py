@@ -5,7 +5,6 @@ import time
 import uuid
 
 import pytest
-from redis import Redis
 
 from shared import events
 from shared.events import EventStore, JobEvent, stream_key
