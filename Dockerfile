@@ -9,10 +9,11 @@ COPY setup.cfg pyproject.toml README.md ./
 COPY web ./web
 COPY worker ./worker
 COPY shared ./shared
+COPY eventstream ./eventstream
 COPY migrations ./migrations
 COPY beat_schedule.py cli.py alembic.ini gunicorn.conf.py Procfile ./
 RUN pip install . && mkdir -p instance && chown devora instance
 
 USER devora
-EXPOSE 8000
+EXPOSE 8000 8001
 CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "web:create_app()"]

@@ -158,16 +158,23 @@ def jobs() -> None:
 
 @jobs.command("watch")
 @click.argument("job_id", type=click.UUID)
-@click.option("--interval", default=0.5, show_default=True, help="Seconds between looks.")
-def jobs_watch(job_id, interval: float) -> None:
-    """Show a job's progress live until it finishes; exit 1 unless it succeeds."""
-    import time
+@click.option("--interval", default=0.5, show_default=True, help="Seconds between looks when polling.")
+@click.option("--stream-url", default=None,
+              help="The event stream (default: EVENTS_PUBLIC_URL when absolute, else the local one on EVENTS_PORT).")
+@click.option("--poll", "poll_only", is_flag=True, help="Poll the database instead of following the stream.")
+def jobs_watch(job_id, interval: float, stream_url: str | None, poll_only: bool) -> None:
+    """Show a job's steps as they happen until it finishes; exit 1 unless it succeeds.
 
+    Follows the live event stream as the job's owner (with a stream token signed by this
+    installation's SECRET_KEY), and polls the database when the stream cannot be reached.
+    """
     from shared.db import Database
     from shared.jobs.states import FINISHED, JobStatus
     from shared.models import Job
+    from shared.sse import StreamUnavailable
 
-    db = Database(load_settings())
+    settings = load_settings()
+    db = Database(settings)
 
     def look() -> Job:
         with db.transaction() as session:
@@ -177,16 +184,17 @@ def jobs_watch(job_id, interval: float) -> None:
         return job
 
     job = look()
-    with click.progressbar(length=100, label=f"{job.kind} {job_id}", show_percent=True,
-                           item_show_func=lambda text: text) as bar:
-        shown = 0
-        while True:
-            bar.update(job.progress_percent - shown, f"{job.status}: {job.progress_stage}")
-            shown = job.progress_percent
-            if job.status in FINISHED:
-                break
-            time.sleep(interval)
-            job = look()
+    click.echo(f"{job.kind} job {job_id}")
+    followed = False
+    if not poll_only:
+        try:
+            _follow_stream(settings, job, stream_url or _local_stream_url(settings))
+            followed = True
+        except StreamUnavailable as error:
+            click.echo(f"event stream unavailable ({error}); polling the database", err=True)
+    if not followed:
+        _poll(look, interval)
+    job = look()
     click.echo(f"{job.status} after {job.attempts} attempt(s)")
     if job.error_type:
         click.echo(f"{job.error_type}: {job.error_message}", err=True)
@@ -194,9 +202,82 @@ def jobs_watch(job_id, interval: float) -> None:
         sys.exit(1)
 
 
+def _local_stream_url(settings) -> str:
+    public = settings.events_public_url or ""
+    if public.startswith(("http://", "https://")):
+        return public
+    return f"http://127.0.0.1:{settings.events_port}/api/v2/events"
+
+
+def _follow_stream(settings, job, url: str) -> None:
+    """Print each event of `job` until its final one (or a snapshot showing it finished)."""
+    from shared.events import FINAL_TYPES, JOB_SNAPSHOT, JobEvent
+    from shared.jobs.states import FINISHED
+    from shared.sse import follow
+    from shared.stream_tokens import StreamTokens
+
+    tokens = StreamTokens(settings)
+
+    def params() -> dict[str, str]:
+        # A fresh token for every connection: a reconnect may come after the last one expired.
+        return {"token": tokens.issue(job.owner_id)[0], "job_id": str(job.id)}
+
+    for message in follow(url, params, read_timeout=max(5.0, 3 * settings.events_heartbeat_seconds)):
+        event = JobEvent.from_json(message.data, message.id)
+        click.echo(_describe(event))
+        if event.type in FINAL_TYPES or (event.type == JOB_SNAPSHOT and event.payload["status"] in FINISHED):
+            return
+
+
+def _poll(look, interval: float) -> None:
+    """Print the job's state each time it changes, until it finishes."""
+    import time
+
+    from shared.jobs.states import FINISHED
+
+    shown = None
+    while True:
+        job = look()
+        now = (job.status, job.progress_percent, job.progress_stage)
+        if now != shown:
+            click.echo(_step(job.progress_percent, job.status, job.progress_stage))
+            shown = now
+        if job.status in FINISHED:
+            return
+        time.sleep(interval)
+
+
+def _step(percent: int | None, status: str, text: str = "") -> str:
+    column = f"{percent:3d}%" if percent is not None else "    "
+    return f"{column}  {status:<9} {text}".rstrip()
+
+
+def _describe(event) -> str:
+    """One line per event, aligned like the polling output."""
+    from shared.jobs.states import JobStatus
+
+    p = event.payload
+    if event.type == "job.snapshot":
+        return _step(p["progress"]["percent"], p["status"], p["progress"]["stage"])
+    if event.type == "job.progress":
+        return _step(p.get("percent"), JobStatus.RUNNING, p.get("stage", ""))
+    if event.type == "job.file":
+        return _step(None, "file", f"{p.get('action', '')} {p.get('path', '')}")
+    if event.type == "job.started":
+        return _step(None, "started", f"attempt {p.get('attempt')} of {p.get('max_attempts')}")
+    if event.type == "job.retrying":
+        return _step(None, JobStatus.RETRYING, f"after {p.get('error_type')} (attempt {p.get('attempt')}), "
+                                       f"next at {p.get('next_retry_at')}")
+    if event.type == "job.failed":
+        return _step(None, JobStatus.FAILED, f"{p.get('error_type')}: {p.get('error_message')}")
+    if event.type == "job.succeeded":
+        return _step(100, JobStatus.SUCCEEDED)
+    return _step(None, event.type.removeprefix("job."))
+
+
 @main.command()
 def run() -> None:
-    """Everything on this machine: web, worker, beat and Flower (embedded Redis when REDIS_URL is unset)."""
+    """Everything on this machine: web, event stream, worker, beat and Flower (embedded Redis when REDIS_URL is unset)."""
     # The Procfile's commands come from this virtualenv even when it is not activated.
     env = dict(os.environ, PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]))
     embedded = None
@@ -207,6 +288,9 @@ def run() -> None:
         embedded.start()
         env["REDIS_URL"] = embedded.connection_url
         click.echo(f"started embedded Redis at {embedded.connection_url}")
+    events_port = env.get("EVENTS_PORT", str(load_settings().events_port))
+    # The stream has its own port here; behind the production proxy it shares the API's origin.
+    env.setdefault("EVENTS_PUBLIC_URL", f"http://127.0.0.1:{events_port}/api/v2/events")
     if not env.get("FLOWER_BASIC_AUTH"):
         # Flower's API answers only with credentials; make some for this run.
         env["FLOWER_BASIC_AUTH"] = f"admin:{secrets.token_urlsafe(12)}"
@@ -214,6 +298,7 @@ def run() -> None:
         upgrade_database()
         port = env.get("PORT", "8000")
         click.echo(f"API:     http://127.0.0.1:{port}/api/v2  (docs: http://127.0.0.1:{port}/api/v2/docs)")
+        click.echo(f"Events:  {env['EVENTS_PUBLIC_URL']}  (server-sent events; token from POST /api/v2/events/token)")
         click.echo(f"Flower:  http://127.0.0.1:{env.get('FLOWER_PORT', '5555')}  "
                    f"(basic auth {env['FLOWER_BASIC_AUTH']})")
         result = subprocess.run([str(BIN / "honcho"), "start", "-f", "Procfile"], env=env, cwd=PROJECT_ROOT)
@@ -231,6 +316,15 @@ def web(args: tuple[str, ...]) -> None:
     """gunicorn serving the API (extra ARGS go to gunicorn)."""
     bind = f"{os.environ.get('WEB_BIND', '0.0.0.0')}:{load_settings().port}"
     _exec(str(BIN / "gunicorn"), "--bind", bind, *args, "web:create_app()")
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to bind (default: EVENTS_BIND, else 0.0.0.0).")
+@click.option("--port", type=int, default=None, help="Port (default: EVENTS_PORT).")
+def stream(host: str | None, port: int | None) -> None:
+    """The live job event stream, GET /api/v2/events (an aiohttp process apart from the API)."""
+    bind = host or os.environ.get("EVENTS_BIND", "0.0.0.0")
+    _exec(sys.executable, "-m", "eventstream", "--host", bind, "--port", str(port or load_settings().events_port))
 
 
 def _celery_command(name: str, help_text: str) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 from pythonjsonlogger.json import JsonFormatter
@@ -10,6 +11,18 @@ from shared.logcontext import ContextFilter
 from shared.settings import Settings
 
 _MARK = "_devora_handler"
+# A stream URL carries its stream token in the query (`?token=`); no log line may keep it.
+_QUERY_TOKEN = re.compile(r"(?i)\b((?:access_|refresh_)?token=)[^&\s\"';,]+")
+
+
+class RedactQueryTokens(logging.Filter):
+    """Masks the value of any `token=` in a log message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message.lower():
+            record.msg, record.args = _QUERY_TOKEN.sub(r"\1[redacted]", message), None
+        return True
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -34,6 +47,7 @@ def configure_logging(settings: Settings) -> None:
     handler.setFormatter(JsonFormatter("{asctime}{levelname}{name}{message}", style="{",
                                        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}))
     handler.addFilter(ContextFilter())
+    handler.addFilter(RedactQueryTokens())
     setattr(handler, _MARK, True)
     root.addHandler(handler)
     # The SDK logs request and response bodies (customer emails, and error texts that a

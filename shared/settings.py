@@ -107,7 +107,8 @@ class Settings(BaseSettings):
     metrics_allowed_networks: str = "127.0.0.1/32,::1/128"
 
     frontend_url: str = "http://localhost:3000"
-    # Browser origins allowed to call the API, comma-separated; unset: FRONTEND_URL's origin.
+    # Browser origins allowed to call the API and the event stream, comma-separated; unset:
+    # FRONTEND_URL's origin.
     cors_origins: str | None = None
     cors_max_age_seconds: int = Field(600, ge=0, le=86400)
     trusted_proxy_hops: int = Field(0, ge=0, le=5)
@@ -174,6 +175,23 @@ class Settings(BaseSettings):
     ratelimit_generate_agentic: str = "10 per minute"
     ratelimit_generate_fullstack: str = "5 per minute"
 
+    # Live job events: the stream process (`devora stream`) and the per-user event log.
+    events_port: int = 8001
+    # Where clients open the stream; unset: /api/v2/events on the API's own origin.
+    events_public_url: str | None = None
+    # Unset: the state Redis (resolved_state_url), which is never evicted.
+    events_redis_url: str | None = None
+    # Each user's log keeps about this many events, for this long after the last one.
+    events_max_length: int = Field(500, ge=10)
+    events_retention_seconds: int = Field(1800, ge=60)
+    events_heartbeat_seconds: float = Field(15.0, gt=0, le=15)
+    events_retry_ms: int = Field(3000, ge=100, le=60000)
+    events_token_ttl_seconds: int = Field(300, ge=1, le=3600)
+    events_max_streams_per_user: int = Field(10, ge=1)
+    events_max_streams_per_process: int = Field(1000, ge=1)
+    # An open stream ends after this long; the client reconnects with a fresh credential.
+    events_stream_max_seconds: int = Field(3600, ge=1)
+
     @model_validator(mode="after")
     def _production_requirements(self) -> Settings:
         if self.job_hard_time_limit_seconds <= self.job_soft_time_limit_seconds:
@@ -236,6 +254,11 @@ class Settings(BaseSettings):
     def resolved_state_url(self) -> str:
         """Redis DB for our own short-lived state (dedup markers, idempotency)."""
         return redis_db_url(self.resolved_redis_url, 3)
+
+    @cached_property
+    def resolved_events_url(self) -> str:
+        """Redis holding the per-user job event logs."""
+        return self.events_redis_url or self.resolved_state_url
 
     @property
     def broker_visibility_timeout(self) -> int:

@@ -13,6 +13,7 @@ from shared.projects import Limits
 from shared.schemas.common import ValidationProblem
 from shared.security import TokenService
 from shared.settings import Settings, load_settings
+from shared.stream_tokens import StreamTokens
 from shared.taskqueue import make_producer
 from web.api_document import DevoraOpenAPI
 from web.blueprints import BLUEPRINTS
@@ -63,7 +64,8 @@ def create_app(settings: Settings | None = None) -> DevoraOpenAPI:
         settings=settings, db=Database(settings), tokens=TokenService(settings), limits=Limits.from_settings(settings),
         producer=make_producer(settings), gateway=StripeGateway(settings),
         redis=Redis.from_url(settings.resolved_state_url, socket_timeout=settings.redis_socket_timeout,
-                             socket_connect_timeout=settings.redis_socket_timeout))
+                             socket_connect_timeout=settings.redis_socket_timeout),
+        stream_tokens=StreamTokens(settings))
     cache.init_app(app)
     init_request_ids(app)
     init_url_checks(app)

@@ -59,6 +59,7 @@ OPERATION_IDS: dict[str, str] = {
     "admin.replay_webhook": "adminReplayWebhookEvent",
     "admin.flush_cache": "adminFlushCache",
     "admin.list_customers": "adminListCustomers",
+    "events.issue_stream_token": "createStreamToken",
 }
 _HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 

@@ -5,8 +5,6 @@ multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set up in gunicorn.conf.py).
 """
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import os
 import time
 
@@ -14,7 +12,7 @@ from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from shared.errors import Forbidden, Unauthorized
+from shared.metrics_access import scrape_refusal
 from web.live_metrics import LiveCollector
 from web.state import state
 
@@ -61,15 +59,6 @@ def _scrape() -> Response:
 
 
 def _authorize_scrape() -> None:
-    settings = state().settings
-    token = settings.metrics_token.get_secret_value()
-    offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if token and offered and hmac.compare_digest(offered.encode(), token.encode()):
-        return
-    address = ipaddress.ip_address(request.remote_addr or "0.0.0.0")
-    networks = [ipaddress.ip_network(n.strip()) for n in settings.metrics_allowed_networks.split(",") if n.strip()]
-    if any(address in network for network in networks):
-        return
-    if token:
-        raise Unauthorized("a valid metrics bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-    raise Forbidden("metrics are not served to this address")
+    refusal = scrape_refusal(state().settings, request.remote_addr, request.headers.get("Authorization", ""))
+    if refusal is not None:
+        raise refusal

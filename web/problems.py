@@ -11,24 +11,18 @@ from werkzeug.exceptions import HTTPException
 
 from shared.errors import DomainError
 from shared.integrations.stripe_gateway import StripeGatewayError, StripeTransient
+from shared.problem_details import PROBLEM_MIME, TYPE_BASE, problem_body
 from web.metrics import RATE_LIMITED
 
 logger = logging.getLogger(__name__)
-PROBLEM_MIME = "application/problem+json"
-TYPE_BASE = "https://devora.dev/problems/"
+__all__ = ["PROBLEM_MIME", "TYPE_BASE", "problem", "register_error_handlers", "validation_problem"]
 
 
 def problem(status: int, title: str, detail: str | None = None, *, slug: str | None = None,
             errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None,
             **extra: Any) -> Response:
     """A problem+json response."""
-    body: dict[str, Any] = {"type": TYPE_BASE + (slug or title.lower().replace(" ", "-")),
-                            "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    if errors is not None:
-        body["errors"] = errors
-    body.update(extra)
+    body = problem_body(status, title, detail, slug=slug, errors=errors, **extra)
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MIME)
     for name, value in (headers or {}).items():
         response.headers[name] = value

@@ -16,6 +16,7 @@ from shared.integrations.stripe_gateway import StripeGateway
 from shared.projects import Limits
 from shared.security import TokenService
 from shared.settings import Settings
+from shared.stream_tokens import StreamTokens
 
 
 @dataclass
@@ -29,6 +30,7 @@ class AppState:
     # The app's own Redis (webhook dedup markers, beat's heartbeat, the readiness ping);
     # lazy, no connection until used.
     redis: Redis
+    stream_tokens: StreamTokens
     oauth: OAuth | None = None
     limiter: Limiter | None = None
 

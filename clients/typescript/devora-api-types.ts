@@ -372,6 +372,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/events/token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A token lasting minutes that lets the browser's EventSource read the caller's job events, and nothing else. */
+        post: operations["createStreamToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/billing/plans": {
         parameters: {
             query?: never;
@@ -1304,6 +1321,34 @@ export interface components {
          * @enum {string}
          */
         JobStatus: "queued" | "running" | "retrying" | "succeeded" | "failed" | "canceled";
+        /** StreamTokenOut */
+        StreamTokenOut: {
+            /**
+             * Token
+             * @description Pass as `?token=` to the stream; it allows only reading your job events
+             */
+            token: string;
+            /**
+             * Token Type
+             * @default stream
+             */
+            token_type?: string;
+            /**
+             * Expires In
+             * @description Seconds until the token expires; an open stream is not cut when it does
+             */
+            expires_in: number;
+            /**
+             * Expires At
+             * Format: date-time
+             */
+            expires_at: string;
+            /**
+             * Stream Url
+             * @description Where to open the stream (GET, text/event-stream): add `?token=`, optionally `job_id=` and `last_event_id=`
+             */
+            stream_url: string;
+        };
         /**
          * PlanList
          * @example {
@@ -3036,6 +3081,29 @@ export interface operations {
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    createStreamToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StreamTokenOut"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
             429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
         };

@@ -77,7 +77,8 @@ class AdminJobPath(BaseModel):
 
 class ReplayBody(BaseModel):
     model_config = ConfigDict(extra="forbid", openapi_extra={"example": {
-        "status": "failed", "kind": "fullstack", "created_after": "2026-12-01T00:00:00Z", "dry_run": True}})
+        "status": JobStatus.FAILED, "kind": JobKind.FULLSTACK, "created_after": "2026-12-01T00:00:00Z",
+        "dry_run": True}})
 
     status: Literal[tuple(sorted(RETRYABLE))]  # the states an operator may queue again
     kind: JobKind | None = None

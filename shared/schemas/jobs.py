@@ -17,8 +17,8 @@ SPEC_REQUIRED = ("the embedded generator needs a structured `spec`; a free-text 
                  "language-model provider (GENERATION_PROVIDER=llm), which is not configured")
 
 EXAMPLE_JOB = {
-    "id": "9d1c7e4a-2b3f-4c5d-8e6f-7a8b9c0d1e2f", "kind": "fullstack", "status": "succeeded",
-    "project_id": EXAMPLE_PROJECT_ID, "progress": {"percent": 100, "stage": "succeeded"}, "attempts": 1,
+    "id": "9d1c7e4a-2b3f-4c5d-8e6f-7a8b9c0d1e2f", "kind": JobKind.FULLSTACK, "status": JobStatus.SUCCEEDED,
+    "project_id": EXAMPLE_PROJECT_ID, "progress": {"percent": 100, "stage": JobStatus.SUCCEEDED}, "attempts": 1,
     "max_attempts": 4, "next_retry_at": None, "cancel_requested": False, "error": None,
     "result": {"summary": {"kind": "fullstack", "app_name": "bookshop", "provider": "embedded", "entity_count": 2,
                            "file_count": 13, "validation_passed": True, "validation_message": "22 tests passed",

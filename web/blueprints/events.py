@@ -1,0 +1,27 @@
+"""Stream tokens for the live job event stream (the stream itself is served by `devora stream`)."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask_openapi3 import APIBlueprint, Tag
+
+from shared.schemas.events import StreamTokenOut
+from web.auth import current_user
+from web.openapi import BEARER, responses
+from web.state import state
+
+bp = APIBlueprint("events", __name__, url_prefix="/api/v2/events", abp_tags=[Tag(name="events")],
+                  abp_security=BEARER)
+EVENTS_PATH = "/api/v2/events"
+
+
+@bp.post("/token", responses=responses({201: StreamTokenOut}, 401))
+def issue_stream_token():
+    """A token lasting minutes that lets the browser's EventSource read the caller's job events, and nothing else."""
+    user = current_user()
+    app_state = state()
+    token, expires = app_state.stream_tokens.issue(user.id)
+    body = StreamTokenOut(token=token, expires_in=app_state.stream_tokens.ttl,
+                          expires_at=datetime.fromtimestamp(expires, UTC),
+                          stream_url=app_state.settings.events_public_url or EVENTS_PATH)
+    return body.model_dump(mode="json"), 201, {"Cache-Control": "no-store"}
