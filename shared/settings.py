@@ -124,6 +124,17 @@ class Settings(BaseSettings):
     job_max_repairs: int = Field(2, ge=0, le=10)
     job_poll_interval_seconds: int = Field(2, ge=1, le=60)
     generation_provider: str = "embedded"
+    # Generated code runs in a bubblewrap sandbox with these limits (docs/OPERATIONS.md).
+    sandbox_backend: Literal["bwrap", "none"] = "bwrap"
+    # Development only: run generated code without a sandbox where none works. Refused in production.
+    sandbox_allow_unsandboxed: bool = False
+    sandbox_cpu_seconds: int = Field(60, ge=1, le=3600)
+    sandbox_memory_mb: int = Field(512, ge=128, le=65536)
+    sandbox_max_processes: int = Field(64, ge=8, le=4096)
+    sandbox_max_file_mb: int = Field(16, ge=1, le=4096)
+    sandbox_scratch_mb: int = Field(256, ge=16, le=65536)
+    # Unset: the worker's own interpreter, else the system's python3 (whichever the sandbox can read).
+    sandbox_python: str | None = None
     # A queued job younger than this may still be on its way to the broker from the web process.
     outbox_grace_seconds: float = Field(10.0, ge=0)
     idempotency_key_ttl_seconds: int = Field(86400, ge=60)
@@ -135,8 +146,13 @@ class Settings(BaseSettings):
     def _production_requirements(self) -> Settings:
         if self.job_hard_time_limit_seconds <= self.job_soft_time_limit_seconds:
             raise ValueError("JOB_HARD_TIME_LIMIT_SECONDS must be greater than JOB_SOFT_TIME_LIMIT_SECONDS")
+        if self.sandbox_backend == "none" and not self.sandbox_allow_unsandboxed:
+            raise ValueError("SANDBOX_BACKEND=none runs generated code without a sandbox; it needs "
+                             "SANDBOX_ALLOW_UNSANDBOXED=true, which only development and test accept")
         if self.devora_env != "production":
             return self
+        if self.sandbox_allow_unsandboxed:
+            raise ValueError("SANDBOX_ALLOW_UNSANDBOXED must be false in production: generated code only runs sandboxed")
         secret = self.secret_key.get_secret_value()
         if not secret or secret == DEFAULT_SECRET or len(secret) < 32:
             raise ValueError(

@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from shared.generator.provider import EmbeddedProvider, GenerationProvider
-from shared.generator.validate import ValidationReport, validate_project
+from shared.generator.validate import ValidationReport, default_sandbox, validate_project
+from shared.sandbox import Sandbox
 from shared.schemas.spec import AppSpec, GenerationKind
 
 ProgressCallback = Callable[[int, str], None]
@@ -96,13 +97,20 @@ def run_pipeline(
     should_cancel: CancelCheck | None = None,
     validate_timeout: float = 60.0,
     max_repairs: int = 2,
+    sandbox: Sandbox | None = None,
 ) -> GenerationResult:
-    """Plan, generate and validate a project, repairing it up to `max_repairs` times."""
+    """Plan, generate and validate a project, repairing it up to `max_repairs` times.
+
+    Every validation runs in `sandbox` (default: the one the environment's settings describe). When
+    it cannot run generated code, SandboxUnavailable is raised before anything is generated.
+    """
     if not 0 <= max_repairs <= MAX_REPAIRS_LIMIT:
         raise ValueError(f"max_repairs must be between 0 and {MAX_REPAIRS_LIMIT}")
     spec = spec if isinstance(spec, AppSpec) else AppSpec.model_validate(spec)
     kind = GenerationKind(kind)
     provider = provider if provider is not None else EmbeddedProvider()
+    sandbox = sandbox if sandbox is not None else default_sandbox()
+    sandbox.require()
     stages = _Stages(on_progress, should_cancel)
 
     stages.enter("plan", _PLAN)
@@ -110,7 +118,7 @@ def run_pipeline(
     stages.enter("generate", _GENERATE)
     files = dict(provider.generate(plan))
     stages.enter("validate", _VALIDATE)
-    report = validate_project(files, validate_timeout)
+    report = validate_project(files, validate_timeout, sandbox)
 
     step = _REPAIR_SPAN // max(max_repairs, 1)
     attempts = 0
@@ -120,7 +128,7 @@ def run_pipeline(
         stages.enter("repair", start)
         files = dict(provider.repair(plan, files, report))
         stages.enter("validate", start + step // 2)
-        report = validate_project(files, validate_timeout)
+        report = validate_project(files, validate_timeout, sandbox)
     if not report.passed:
         raise GenerationFailed(
             f"the generated project failed validation after {attempts} repair attempt(s): {report.message}",
