@@ -15,30 +15,27 @@ import logging
 import os
 import pwd
 import re
-import select
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Literal
 
 from shared import sandbox_layout as layout
+from shared import sandbox_process as process_
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-SCANNED_OUTPUT_BYTES = 256 * 1024
 MAX_OPEN_FILES = 256
 PROBE_TIMEOUT_SECONDS = 20.0
 # How long a failed probe is trusted before the next run tries again.
 UNAVAILABLE_RECHECK_SECONDS = 60.0
-# After a kill, how long to wait for the sandbox's last process to be gone.
+# How long to wait for the sandbox's last process to be gone once its command has ended.
 REAP_TIMEOUT_SECONDS = 10.0
 
 State = Literal["available", "unavailable", "disabled-unsafe"]
@@ -55,7 +52,7 @@ class SandboxConfig:
     backend: Literal["bwrap", "none"] = "bwrap"
     allow_unsandboxed: bool = False
     cpu_seconds: int = 60
-    memory_mb: int = 1024
+    memory_mb: int = 512
     max_processes: int = 64
     max_file_mb: int = 16
     scratch_mb: int = 256
@@ -222,27 +219,29 @@ class Sandbox:
                 f"--fsize={limits.max_file_mb * mib}", f"--nofile={MAX_OPEN_FILES}", "--core=0", "--"]
 
     def _run_bwrap(self, interpreter: layout.Interpreter, source, argv: list[str], timeout: float) -> SandboxResult:
-        with _Staging(self._run_as) as staging:
+        with process_.Staging(self._run_as) as staging:
             staging.fill(source, staging.path / "input")
             layout.write_etc(staging.path / "etc")
             (staging.path / "empty").mkdir(mode=0o755)
             env = _sandbox_env(layout.HOME, layout.TMP, interpreter.path)
             ready_r, ready_w = os.pipe()
-            sync_r, sync_w = os.pipe()
+            info_r, info_w = os.pipe()
+            init = -1
             try:
-                command = layout.bwrap_command(self._bwrap, interpreter, staging.path, env=env, sync_fd=sync_w,
+                command = layout.bwrap_command(self._bwrap, interpreter, staging.path, env=env, info_fd=info_w,
                                                scratch_bytes=self.config.scratch_mb * 1024 * 1024,
                                                rlimits=self._rlimits(), argv=argv)
                 process = staging.start(command, cwd=None, env={"PATH": "/usr/bin:/bin"}, stdin=ready_w,
-                                        pass_fds=(sync_w,))
-                # Only the sandbox may hold the write ends now, so end of file on them means it is gone.
+                                        pass_fds=(info_w,))
                 os.close(ready_w)
-                os.close(sync_w)
-                ready_w = sync_w = -1
-                finished = staging.finish(process, timeout, reaped=lambda: _wait_for_eof(sync_r, REAP_TIMEOUT_SECONDS))
-                started = _read_nonblocking(ready_r) == b"1"
+                os.close(info_w)
+                ready_w = info_w = -1
+                init = process_.namespace_init(info_r, timeout)
+                finished = staging.finish(process, timeout, reaped=lambda: process_.wait_gone(init, REAP_TIMEOUT_SECONDS),
+                                          kill_init=lambda: process_.kill_init(init))
+                started = process_.read_nonblocking(ready_r) == b"1"
             finally:
-                for fd in (ready_r, ready_w, sync_r, sync_w):
+                for fd in (ready_r, ready_w, info_r, info_w, init):
                     if fd >= 0:
                         os.close(fd)
         if not started and not finished.timed_out:
@@ -250,7 +249,7 @@ class Sandbox:
         return self._result(finished, layout.PROJECT, sandboxed=True)
 
     def _run_unsandboxed(self, source, argv: list[str], timeout: float) -> SandboxResult:
-        with _Staging(None) as staging:
+        with process_.Staging(None) as staging:
             root, home, tmp = staging.path / "project", staging.path / "home", staging.path / "tmp"
             staging.fill(source, root)
             home.mkdir()
@@ -261,7 +260,7 @@ class Sandbox:
             finished = staging.finish(process, timeout)
         return self._result(finished, workdir, sandboxed=False)
 
-    def _result(self, finished: _Finished, workdir: str, *, sandboxed: bool) -> SandboxResult:
+    def _result(self, finished: process_.Finished, workdir: str, *, sandboxed: bool) -> SandboxResult:
         code, hits = finished.returncode, []
         if code not in (0, None):
             hits = [limit for pattern, limit in _REFUSALS if pattern.search(finished.output)]
@@ -294,76 +293,6 @@ class Sandbox:
         }[limit]
 
 
-class _Staging:
-    """A private host directory for one run: the input files, generated /etc, and the output log."""
-
-    def __init__(self, run_as: tuple[int, int] | None) -> None:
-        self.run_as = run_as
-
-    def __enter__(self) -> _Staging:
-        self.path = Path(tempfile.mkdtemp(prefix="devora-sandbox-"))
-        # When bubblewrap runs as another user it must be able to reach the (unguessably named) directory.
-        if self.run_as:
-            self.path.chmod(0o711)
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-    def fill(self, source, target: Path) -> None:
-        if isinstance(source, Mapping):
-            target.mkdir(mode=0o755)
-            for relative, content in source.items():
-                parts = relative.split("/")
-                if relative.startswith("/") or "\\" in relative or any(p in ("", ".", "..") for p in parts):
-                    raise ValueError(f"unsafe file path {relative!r}")
-                path = target.joinpath(*parts)
-                path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-                data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
-                path.write_bytes(data)
-                path.chmod(0o644)
-        else:
-            shutil.copytree(source, target, symlinks=False)
-            for directory, _dirs, files in os.walk(target):
-                os.chmod(directory, 0o755)
-                for name in files:
-                    os.chmod(os.path.join(directory, name), 0o644)
-
-    def start(self, command: list[str], *, cwd: str | None, env: dict[str, str], stdin, pass_fds=()) -> subprocess.Popen:
-        self._log = open(self.path / "output.log", "wb")
-        self._started = time.monotonic()
-        as_user = {"user": self.run_as[0], "group": self.run_as[1], "extra_groups": []} if self.run_as else {}
-        # Its own session, so that a kill reaches everything it started.
-        return subprocess.Popen(command, stdin=stdin, stdout=self._log, stderr=subprocess.STDOUT, pass_fds=pass_fds,
-                                env=env, cwd=cwd, start_new_session=True, **as_user)
-
-    def finish(self, process: subprocess.Popen, timeout: float, reaped=None) -> _Finished:
-        try:
-            try:
-                returncode: int | None = _wait(process, timeout)
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                _kill_group(process)
-                if reaped is not None:
-                    reaped()
-                returncode, timed_out = None, True
-        finally:
-            self._log.close()
-        log = self.path / "output.log"
-        return _Finished(returncode, _tail(log), log.stat().st_size, timed_out, timeout,
-                         round(time.monotonic() - self._started, 3))
-
-
-@dataclass(frozen=True)
-class _Finished:
-    returncode: int | None
-    output: str
-    output_bytes: int
-    timed_out: bool
-    timeout: float
-    duration_seconds: float
-
-
 def _sandbox_env(home: str, tmp: str, interpreter_path: str) -> dict[str, str]:
     # Built from nothing: no variable of the worker's reaches generated code.
     bin_dir = os.path.dirname(interpreter_path)
@@ -380,58 +309,6 @@ def _signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return f"signal {signum}"
-
-
-def _wait(process: subprocess.Popen, timeout: float) -> int:
-    # Popen.wait(timeout) polls with growing sleeps, which adds up to half a short run's time; a
-    # pidfd wakes up the moment the process ends.
-    try:
-        pidfd = os.pidfd_open(process.pid)
-    except (AttributeError, OSError):
-        return process.wait(timeout=timeout)
-    try:
-        if not select.select([pidfd], [], [], timeout)[0]:
-            raise subprocess.TimeoutExpired(process.args, timeout)
-    finally:
-        os.close(pidfd)
-    return process.wait()
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    # Killing bubblewrap takes its PID namespace down with it (--die-with-parent on the namespace's
-    # first process); the group kill also reaches anything the unsandboxed runner started.
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
-
-
-def _wait_for_eof(fd: int, timeout: float) -> None:
-    # The sync pipe's write end lives in the sandbox's first process: end of file means it, and so
-    # every process of the namespace, is gone.
-    deadline = time.monotonic() + timeout
-    while (left := deadline - time.monotonic()) > 0:
-        readable, _, _ = select.select([fd], [], [], left)
-        if readable and not os.read(fd, 4096):
-            return
-    logger.error("a killed sandbox was still alive after %.0f s", timeout)
-
-
-def _read_nonblocking(fd: int) -> bytes:
-    os.set_blocking(fd, False)
-    try:
-        return os.read(fd, 16)
-    except BlockingIOError:
-        return b""
-
-
-def _tail(log_path: Path) -> str:
-    # Only the end is read: runaway output must not exhaust the worker's memory.
-    with open(log_path, "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        handle.seek(max(0, handle.tell() - SCANNED_OUTPUT_BYTES))
-        return handle.read().decode("utf-8", errors="replace")
 
 
 def _nobody() -> tuple[int, int]:

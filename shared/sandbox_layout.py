@@ -99,7 +99,7 @@ def bwrap_command(
     scratch_bytes: int,
     rlimits: list[str],
     env: dict[str, str],
-    sync_fd: int,
+    info_fd: int,
     argv: list[str],
 ) -> list[str]:
     """The full command line: namespaces, mounts, environment, then limits and the copy into scratch."""
@@ -126,7 +126,7 @@ def bwrap_command(
         "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
         "--size", str(scratch_bytes), "--tmpfs", SCRATCH,
         "--dir", PROJECT, "--dir", HOME, "--dir", TMP, "--chdir", PROJECT,
-        "--sync-fd", str(sync_fd),
+        "--info-fd", str(info_fd),
         "--remount-ro", "/",
         "--",
         *rlimits,

@@ -374,6 +374,14 @@ def test_without_a_sandbox_generated_code_is_refused() -> None:
     assert stages == [], "nothing is generated that could not be validated"
 
 
+def test_a_sandbox_that_cannot_start_refuses_to_run_code(tmp_path) -> None:
+    broken = Sandbox(SandboxConfig(python=str(tmp_path / "no-such-python")))
+    status = broken.status()
+    assert status.state == "unavailable" and status.detail.startswith(f"{tmp_path}/no-such-python: ")
+    with pytest.raises(SandboxUnavailable, match="no sandbox is available"):
+        broken.run(PASSING, ["python3", "-m", "unittest"], timeout=30)
+
+
 def test_unsandboxed_runs_only_when_explicitly_allowed(monkeypatch) -> None:
     monkeypatch.setenv("STRIPE_API_KEY", "sk_live_unsandboxed_but_still_not_passed_on")
     unsafe = Sandbox(SandboxConfig(backend="none", allow_unsandboxed=True))

@@ -66,3 +66,18 @@ def test_env_example_documents_every_setting():
     documented = (PROJECT_ROOT / ".env.example").read_text()
     missing = [name.upper() for name in Settings.model_fields if name.upper() not in documented]
     assert not missing, f"not in .env.example: {missing}"
+
+
+def test_production_refuses_to_run_generated_code_unsandboxed():
+    with pytest.raises(ValidationError, match="SANDBOX_ALLOW_UNSANDBOXED must be false in production"):
+        Settings(**PRODUCTION, sandbox_allow_unsandboxed=True)
+    with pytest.raises(ValidationError, match="SANDBOX_BACKEND=none"):
+        Settings(**PRODUCTION, sandbox_backend="none")
+    assert Settings(**PRODUCTION).sandbox_backend == "bwrap"
+
+
+def test_no_sandbox_backend_needs_the_explicit_escape_hatch():
+    with pytest.raises(ValidationError, match="SANDBOX_BACKEND=none .* needs SANDBOX_ALLOW_UNSANDBOXED=true"):
+        Settings(_env_file=None, sandbox_backend="none")
+    allowed = Settings(_env_file=None, sandbox_backend="none", sandbox_allow_unsandboxed=True)
+    assert allowed.devora_env == "development" and allowed.sandbox_allow_unsandboxed
