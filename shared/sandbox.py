@@ -181,6 +181,8 @@ class Sandbox:
                 reasons.append(f"{candidate}: {error}")
                 continue
             if result.returncode == 0:
+                if reasons:
+                    logger.info("sandbox interpreters passed over: %s", "; ".join(reasons))
                 who = f"uid {self._run_as[0]}" if self._run_as else f"uid {os.geteuid()}"
                 return SandboxStatus("available", f"bwrap, Python {interpreter.version} at {interpreter.path}, "
                                                   f"as {who}"), interpreter

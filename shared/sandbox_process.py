@@ -36,6 +36,7 @@ class Staging:
         shutil.rmtree(self.path, ignore_errors=True)
 
     def fill(self, source, target: Path) -> None:
+        """Write `source` (relative path -> text or bytes, or a directory) under `target`, readable by all."""
         if isinstance(source, Mapping):
             target.mkdir(mode=0o755)
             for relative, content in source.items():
@@ -48,19 +49,26 @@ class Staging:
                 path.write_bytes(data)
                 path.chmod(0o644)
         else:
-            shutil.copytree(source, target, symlinks=False)
-            for directory, _dirs, files in os.walk(target):
-                os.chmod(directory, 0o755)
-                for name in files:
-                    os.chmod(os.path.join(directory, name), 0o644)
+            # Read as files, so that a symbolic link cannot bring a host file along.
+            root, files = Path(source), {}
+            for path in sorted(Path(source).rglob("*")):
+                if path.is_symlink():
+                    raise ValueError(f"{path} is a symbolic link; the sandbox copies only plain files")
+                if path.is_file():
+                    files[path.relative_to(root).as_posix()] = path.read_bytes()
+            self.fill(files, target)
 
     def start(self, command: list[str], *, cwd: str | None, env: dict[str, str], stdin, pass_fds=()) -> subprocess.Popen:
         self._log = open(self.path / "output.log", "wb")
         self._started = time.monotonic()
         as_user = {"user": self.run_as[0], "group": self.run_as[1], "extra_groups": []} if self.run_as else {}
-        # Its own session, so that a kill reaches everything it started.
-        return subprocess.Popen(command, stdin=stdin, stdout=self._log, stderr=subprocess.STDOUT, pass_fds=pass_fds,
-                                env=env, cwd=cwd, start_new_session=True, **as_user)
+        try:
+            # Its own session, so that a kill reaches everything it started.
+            return subprocess.Popen(command, stdin=stdin, stdout=self._log, stderr=subprocess.STDOUT,
+                                    pass_fds=pass_fds, env=env, cwd=cwd, start_new_session=True, **as_user)
+        except BaseException:
+            self._log.close()
+            raise
 
     def finish(self, process: subprocess.Popen, timeout: float, reaped=None, kill_init=None) -> Finished:
         try:

@@ -86,6 +86,18 @@ def test_a_generated_project_passes_its_tests_in_the_sandbox(sandbox: Sandbox) -
     assert result.killed_reason is None and result.limits_hit == ()
 
 
+def test_a_directory_is_copied_in_without_its_symbolic_links(sandbox: Sandbox, tmp_path) -> None:
+    project = tmp_path / "project"
+    (project / "pkg").mkdir(parents=True)
+    (project / "pkg" / "main.py").write_text("print(open('pkg/data.bin', 'rb').read().hex())\n")
+    (project / "pkg" / "data.bin").write_bytes(b"\x00\xff")
+    result = sandbox.run(project, [sandbox.python, "pkg/main.py"], timeout=30)
+    assert result.returncode == 0 and result.output == "00ff\n"
+    (project / "pkg" / "passwd").symlink_to("/etc/passwd")
+    with pytest.raises(ValueError, match="is a symbolic link"):
+        sandbox.run(project, [sandbox.python, "pkg/main.py"], timeout=30)
+
+
 def test_the_code_runs_unprivileged_in_a_minimal_world(sandbox: Sandbox) -> None:
     program = (
         "import json, os, subprocess\n"
