@@ -2,7 +2,7 @@
 
     python bench/sandbox.py [--runs 200] [--files 40]
 
-Prints p50/p99 of each, the sandbox's own cost per run (the difference of the medians) and the ratio.
+Runs alternate between the two. Prints p50/p99 of each, the sandbox's own cost per run (the difference of the medians) and the ratio.
 The sandboxed runs copy --files small files in as a generated project would; the direct runs copy
 nothing, so the difference includes staging the project, bubblewrap, the limits and the copy.
 """
@@ -26,13 +26,16 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def timed(run, runs: int) -> list[float]:
-    run()  # warm the page cache and the probe
-    samples = []
+def timed(runs: int, *candidates) -> list[list[float]]:
+    """Milliseconds per call of each candidate, calls interleaved so that load on the machine hits all alike."""
+    for run in candidates:
+        run()  # warm the page cache and the probe
+    samples: list[list[float]] = [[] for _ in candidates]
     for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        samples.append((time.perf_counter() - start) * 1000)
+        for run, times in zip(candidates, samples):
+            start = time.perf_counter()
+            run()
+            times.append((time.perf_counter() - start) * 1000)
     return samples
 
 
@@ -57,8 +60,7 @@ def main() -> None:
         result = sandbox.run(files, [python, "-c", "pass"], timeout=30)
         assert result.returncode == 0, result.output
 
-    outside = timed(direct, args.runs)
-    inside = timed(sandboxed, args.runs)
+    outside, inside = timed(args.runs, direct, sandboxed)
     for label, samples in (("direct   ", outside), ("sandboxed", inside)):
         print(f"{label} python -c pass: p50 {statistics.median(samples):6.1f} ms   p99 {percentile(samples, 0.99):6.1f} ms"
               f"   ({len(samples)} runs)")

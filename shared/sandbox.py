@@ -210,15 +210,20 @@ class Sandbox:
         logger.warning("running generated code WITHOUT a sandbox: %s", status.detail)
         return self._run_unsandboxed(source, argv, timeout)
 
-    def _rlimits(self) -> list[str]:
+    def _rlimits(self, *, sandboxed: bool = True) -> list[str]:
         limits = self.config
         mib = 1024 * 1024
         if self._prlimit is None:
             return []
         # The soft CPU limit sends SIGXCPU (reported as such); the hard one, a second later, SIGKILL.
-        return [self._prlimit, f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 1}",
-                f"--as={limits.memory_mb * mib}", f"--nproc={limits.max_processes}",
-                f"--fsize={limits.max_file_mb * mib}", f"--nofile={MAX_OPEN_FILES}", "--core=0", "--"]
+        command = [self._prlimit, f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 1}",
+                   f"--as={limits.memory_mb * mib}", f"--fsize={limits.max_file_mb * mib}",
+                   f"--nofile={MAX_OPEN_FILES}", "--core=0"]
+        # RLIMIT_NPROC counts every process of the uid in its user namespace: per run inside a
+        # sandbox, but all of the worker's own processes outside one.
+        if sandboxed:
+            command.append(f"--nproc={limits.max_processes}")
+        return command + ["--"]
 
     def _run_bwrap(self, interpreter: layout.Interpreter, source, argv: list[str], timeout: float) -> SandboxResult:
         with process_.Staging(self._run_as) as staging:
@@ -257,7 +262,7 @@ class Sandbox:
             home.mkdir()
             tmp.mkdir()
             workdir = os.path.realpath(root)
-            process = staging.start(self._rlimits() + list(argv), cwd=workdir, stdin=subprocess.DEVNULL,
+            process = staging.start(self._rlimits(sandboxed=False) + list(argv), cwd=workdir, stdin=subprocess.DEVNULL,
                                     env=_sandbox_env(str(home), str(tmp), argv[0] if argv else ""))
             finished = staging.finish(process, timeout)
         return self._result(finished, workdir, sandboxed=False)

@@ -79,9 +79,8 @@ def _system_mounts() -> list[str]:
 def write_etc(directory: Path) -> None:
     """The few /etc files a Python program expects: who it is, where localhost is, no DNS."""
     directory.mkdir(mode=0o755)
-    home = HOME
     files = {
-        "passwd": f"{USER_NAME}:x:{USER_ID}:{USER_ID}::{home}:/usr/sbin/nologin\n",
+        "passwd": f"{USER_NAME}:x:{USER_ID}:{USER_ID}::{HOME}:/usr/sbin/nologin\n",
         "group": f"{USER_NAME}:x:{USER_ID}:\n",
         "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost\n",
         "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
