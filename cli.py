@@ -275,6 +275,22 @@ def _describe(event) -> str:
     return _step(None, event.type.removeprefix("job."))
 
 
+@main.group()
+def sandbox() -> None:
+    """The sandbox generated code runs in."""
+
+
+@sandbox.command("check")
+def sandbox_check() -> None:
+    """Run a trivial program in the sandbox; exit 1 unless generated code can run here (sandboxed or as allowed)."""
+    from shared.sandbox import Sandbox
+
+    status = Sandbox.from_settings(load_settings()).status()
+    click.echo(f"sandbox {status.describe()}")
+    if not status.usable:
+        sys.exit(1)
+
+
 @main.command()
 def run() -> None:
     """Everything on this machine: web, event stream, worker, beat and Flower (embedded Redis when REDIS_URL is unset)."""

@@ -168,6 +168,17 @@ class Settings(BaseSettings):
     llm_max_plan_attempts: int = Field(3, ge=1, le=10)
     # Shortest interval between progress reports while the model writes.
     llm_progress_interval_seconds: float = Field(1.0, gt=0, le=60)
+    # Generated code runs in a bubblewrap sandbox with these limits (docs/OPERATIONS.md).
+    sandbox_backend: Literal["bwrap", "none"] = "bwrap"
+    # Development only: run generated code without a sandbox where none works. Refused in production.
+    sandbox_allow_unsandboxed: bool = False
+    sandbox_cpu_seconds: int = Field(60, ge=1, le=3600)
+    sandbox_memory_mb: int = Field(512, ge=128, le=65536)
+    sandbox_max_processes: int = Field(64, ge=8, le=4096)
+    sandbox_max_file_mb: int = Field(16, ge=1, le=4096)
+    sandbox_scratch_mb: int = Field(256, ge=16, le=65536)
+    # Unset: the worker's own interpreter, else the system's python3 (whichever the sandbox can read).
+    sandbox_python: str | None = None
     # A queued job younger than this may still be on its way to the broker from the web process.
     outbox_grace_seconds: float = Field(10.0, ge=0)
     idempotency_key_ttl_seconds: int = Field(86400, ge=60)
@@ -203,8 +214,13 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name.upper()} must be set when GENERATION_PROVIDER=llm")
             if urlsplit(self.llm_base_url or "").scheme not in ("http", "https"):
                 raise ValueError("LLM_BASE_URL must be an http:// or https:// URL")
+        if self.sandbox_backend == "none" and not self.sandbox_allow_unsandboxed:
+            raise ValueError("SANDBOX_BACKEND=none runs generated code without a sandbox; it needs "
+                             "SANDBOX_ALLOW_UNSANDBOXED=true, which only development and test accept")
         if self.devora_env != "production":
             return self
+        if self.sandbox_allow_unsandboxed:
+            raise ValueError("SANDBOX_ALLOW_UNSANDBOXED must be false in production: generated code only runs sandboxed")
         secret = self.secret_key.get_secret_value()
         if not secret or secret == DEFAULT_SECRET or len(secret) < 32:
             raise ValueError(

@@ -98,3 +98,21 @@ def test_the_password_prompt_is_hidden_and_confirmed(db, settings, tmp_path, mon
     assert result.exit_code == 0, result.output
     assert "do not match" in result.output and STRONG_PASSWORD not in result.output
     assert stored_user(db, "prompted@example.com").password_hash is not None
+
+
+def sandbox_check(tmp_path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(DEVORA), "sandbox", "check"], env={**os.environ, **env}, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_sandbox_check_says_what_this_machine_can_do(tmp_path):
+    checked = sandbox_check(tmp_path)
+    if "sandbox available (" not in checked.stdout:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"the sandbox is required under CI: {checked.stdout}{checked.stderr}")
+        pytest.skip(f"bubblewrap sandbox not available here: {checked.stdout}")
+    assert checked.returncode == 0 and checked.stdout.startswith("sandbox available (bwrap, Python ")
+    unsafe = sandbox_check(tmp_path, SANDBOX_BACKEND="none", SANDBOX_ALLOW_UNSANDBOXED="true")
+    assert unsafe.returncode == 0 and unsafe.stdout.startswith("sandbox disabled-unsafe (SANDBOX_BACKEND=none")
+    broken = sandbox_check(tmp_path, SANDBOX_PYTHON=str(tmp_path / "no-such-python"))
+    assert broken.returncode == 1 and broken.stdout.startswith(f"sandbox unavailable ({tmp_path}/no-such-python: ")

@@ -14,7 +14,8 @@ from typing import Any
 from shared.generator.context import CancelCheck, ProgressCallback, RunContext, UpdateCallback
 from shared.generator.errors import GenerationError, GenerationFailed, UsageByStage
 from shared.generator.provider import EmbeddedProvider, GenerationProvider, GenerationRequest
-from shared.generator.validate import ValidationReport, validate_project
+from shared.generator.validate import ValidationReport, default_sandbox, validate_project
+from shared.sandbox import Sandbox
 from shared.schemas.spec import AppSpec, GenerationKind
 
 MAX_REPAIRS_LIMIT = 10
@@ -66,31 +67,37 @@ def run_pipeline(
     should_cancel: CancelCheck | None = None,
     validate_timeout: float = 60.0,
     max_repairs: int = 2,
+    sandbox: Sandbox | None = None,
 ) -> GenerationResult:
     """Plan, generate and validate a project, repairing it up to `max_repairs` times.
 
-    Every GenerationError raised carries `usage`, the tokens spent per stage until then.
+    Every GenerationError raised carries `usage`, the tokens spent per stage until then. Every
+    validation runs in `sandbox` (default: the one the environment's settings describe); when it
+    cannot run generated code, SandboxUnavailable is raised before anything is generated (no model
+    tokens are spent).
     """
     if not 0 <= max_repairs <= MAX_REPAIRS_LIMIT:
         raise ValueError(f"max_repairs must be between 0 and {MAX_REPAIRS_LIMIT}")
     request = GenerationRequest.of(spec, kind, prompt)
     provider = provider if provider is not None else EmbeddedProvider()
+    sandbox = sandbox if sandbox is not None else default_sandbox()
+    sandbox.require()
     run = RunContext(on_progress, on_update, should_cancel)
     try:
-        return _run(request, provider, run, validate_timeout, max_repairs)
+        return _run(request, provider, run, validate_timeout, max_repairs, sandbox)
     except GenerationError as error:
         error.usage = run.usage()
         raise
 
 
 def _run(request: GenerationRequest, provider: GenerationProvider, run: RunContext, validate_timeout: float,
-         max_repairs: int) -> GenerationResult:
+         max_repairs: int, sandbox: Sandbox) -> GenerationResult:
     run.enter("plan", _PLAN, _GENERATE)
     plan = provider.plan(request, run)
     run.enter("generate", _GENERATE, _VALIDATE)
     files = dict(provider.generate(plan, run))
     run.enter("validate", _VALIDATE, _REPAIR_START)
-    report = validate_project(files, validate_timeout)
+    report = validate_project(files, validate_timeout, sandbox)
 
     step = _REPAIR_SPAN // max(max_repairs, 1)
     attempts = 0
@@ -100,7 +107,7 @@ def _run(request: GenerationRequest, provider: GenerationProvider, run: RunConte
         run.enter("repair", start, start + step // 2)
         files = dict(provider.repair(plan, files, report, run))
         run.enter("validate", start + step // 2, start + step)
-        report = validate_project(files, validate_timeout)
+        report = validate_project(files, validate_timeout, sandbox)
     if not report.passed:
         raise GenerationFailed(
             f"the generated project failed validation after {attempts} repair attempt(s): {report.message}",

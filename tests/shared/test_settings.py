@@ -87,3 +87,18 @@ def test_the_llm_key_is_a_secret_and_extra_body_is_json(monkeypatch):
     settings = Settings(_env_file=None)
     assert "sk-secret-value-123" not in repr(settings) and "sk-secret-value-123" not in str(settings.model_dump())
     assert settings.llm_extra_body == {"options": {"num_ctx": 32768}}
+
+
+def test_production_refuses_to_run_generated_code_unsandboxed():
+    with pytest.raises(ValidationError, match="SANDBOX_ALLOW_UNSANDBOXED must be false in production"):
+        Settings(**PRODUCTION, sandbox_allow_unsandboxed=True)
+    with pytest.raises(ValidationError, match="SANDBOX_BACKEND=none"):
+        Settings(**PRODUCTION, sandbox_backend="none")
+    assert Settings(**PRODUCTION).sandbox_backend == "bwrap"
+
+
+def test_no_sandbox_backend_needs_the_explicit_escape_hatch():
+    with pytest.raises(ValidationError, match="SANDBOX_BACKEND=none .* needs SANDBOX_ALLOW_UNSANDBOXED=true"):
+        Settings(_env_file=None, sandbox_backend="none")
+    allowed = Settings(_env_file=None, sandbox_backend="none", sandbox_allow_unsandboxed=True)
+    assert allowed.devora_env == "development" and allowed.sandbox_allow_unsandboxed
