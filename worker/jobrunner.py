@@ -5,7 +5,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,15 @@ class ClaimLost(Exception):
     """Another delivery took the job over after this one's lease ran out."""
 
 
+class JobFailed(Exception):
+    """A permanent failure the work has explained: recorded as `error_type`, with `details`, and no traceback."""
+
+    def __init__(self, message: str, *, error_type: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.details = details
+
+
 @dataclass(frozen=True)
 class JobOutcome:
     """A finished job's result, and the writes that must land in the same transaction as its success."""
@@ -55,16 +64,26 @@ class JobContext:
     settings: Settings
     db: Database = field(repr=False)
     _claim: Claim = field(repr=False)
+    # Model tokens the job's earlier attempts used.
+    tokens_used: int = 0
 
-    def progress(self, percent: int, stage: str) -> None:
+    def progress(self, percent: int, stage: str, *, detail: str | None = None, tokens: int | None = None) -> None:
+        """Record progress on the job (and renew its lease); `tokens` are the job's so far."""
         with self.db.transaction() as session:
-            owned = lifecycle.renew_lease(session, self._claim, self.settings.job_lease_seconds, percent, stage)
+            owned = lifecycle.renew_lease(session, self._claim, self.settings.job_lease_seconds, percent, stage,
+                                          detail, tokens)
         if not owned:
             raise ClaimLost(str(self.job_id))
 
     def cancel_requested(self) -> bool:
         with self.db.transaction() as session:
             return lifecycle.cancel_requested(session, self.job_id)
+
+    def charge(self, usage: Mapping[str, Mapping[str, int]]) -> None:
+        """Add the model tokens this attempt used to the job's."""
+        if usage:
+            with self.db.transaction() as session:
+                self.tokens_used = lifecycle.charge_usage(session, self.job_id, usage)
 
 
 class _LeaseKeeper(threading.Thread):
@@ -97,7 +116,7 @@ def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
         claim = lifecycle.claim_job(session, uuid.UUID(job_id), worker, settings.job_lease_seconds)
         job = session.get(Job, claim.job_id) if isinstance(claim, Claim) else None
         context = job and JobContext(job.id, job.owner_id, job.project_id, job.kind, dict(job.payload),
-                                     claim.attempt, settings, db, claim)
+                                     claim.attempt, settings, db, claim, tokens_used=job.tokens_used)
     if not isinstance(claim, Claim):
         if claim.finished:
             logger.info("job %s: nothing to do, it has finished", job_id)
@@ -116,6 +135,10 @@ def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
         logger.warning("job %s: lease lost to another delivery; stopping without writing", job_id)
     except SoftTimeLimitExceeded as error:
         _end(db, claim, status=JobStatus.FAILED, error=error, error_type="TimeLimitExceeded")
+    except JobFailed as failure:
+        logger.warning("job %s failed: %s: %s", job_id, failure.error_type, failure)
+        _end(db, claim, status=JobStatus.FAILED, error=failure, error_type=failure.error_type,
+             details=failure.details)
     except transient as error:
         _retry_or_fail(task, db, settings, claim, error)
     except Exception as error:  # noqa: BLE001 - any other failure is permanent and recorded on the job
@@ -154,7 +177,8 @@ def _retry_or_fail(task: Task, db: Database, settings: Settings, claim: Claim, e
         logger.warning("job %s: %s on the last attempt; giving up", claim.job_id, type(error).__name__)
         _end(db, claim, status=JobStatus.FAILED, error=error)
         return
-    delay = backoff_seconds(settings, claim.attempt)
+    # A service that said when to come back (a 429's Retry-After) is not asked sooner.
+    delay = backoff_seconds(settings, claim.attempt, getattr(error, "retry_after", None))
     logger.warning("job %s: %s; retrying in %.1f s", claim.job_id, type(error).__name__, delay)
     with db.transaction() as session:
         lifecycle.schedule_retry(session, claim, error, delay)

@@ -12,6 +12,7 @@ class PlanOut(BaseModel):
     price_id: str | None
     monthly_generations: int
     concurrent_jobs: int
+    monthly_tokens: int = Field(description="Model tokens (prompt plus completion) the plan allows a month")
 
 
 class PlanList(BaseModel):
@@ -62,12 +63,17 @@ class Counter(BaseModel):
     limit: int
 
 
+class TokenBudget(Counter):
+    left: int
+
+
 class UsageOut(BaseModel):
     plan: str
     period_start: datetime
     resets_at: datetime
     generations: Counter
     concurrent_jobs: Counter
+    tokens: TokenBudget = Field(description="Model tokens of this month's jobs (failed and canceled ones included)")
 
 
 class WebhookAck(BaseModel):

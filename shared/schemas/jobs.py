@@ -40,11 +40,34 @@ class IdempotencyHeader(HeaderModel):
 class JobProgress(BaseModel):
     percent: int
     stage: str
+    detail: str | None = Field(None, description="What is happening inside the stage, e.g. the file being written")
+    tokens: int = Field(0, description="Model tokens the job has used so far")
 
 
 class JobError(BaseModel):
     type: str
     message: str
+    details: dict[str, Any] | None = Field(
+        None, description="What a permanent failure left to look at: the last validation report and repair "
+                          "attempts, the plan's errors, the model server's reason, the token cap")
+
+
+class StageUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class JobUsage(BaseModel):
+    """Model tokens the job used, summed over its attempts (failed and canceled ones included)."""
+
+    total_tokens: int
+    stages: dict[str, StageUsage] = Field(description="By stage: plan, generate, repair")
+
+    @classmethod
+    def of(cls, job) -> JobUsage | None:
+        if not job.token_usage and not job.tokens_used:
+            return None
+        return cls(total_tokens=job.tokens_used, stages=job.token_usage or {})
 
 
 class JobOut(BaseModel):
@@ -59,6 +82,7 @@ class JobOut(BaseModel):
     cancel_requested: bool
     error: JobError | None
     result: dict[str, Any] | None
+    usage: JobUsage | None = Field(description="Model tokens used; null when the job called no model")
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -68,11 +92,13 @@ class JobOut(BaseModel):
     def of(cls, job) -> JobOut:
         return cls(
             id=job.id, kind=job.kind, status=job.status, project_id=job.project_id,
-            progress=JobProgress(percent=job.progress_percent, stage=job.progress_stage),
+            progress=JobProgress(percent=job.progress_percent, stage=job.progress_stage, detail=job.progress_detail,
+                                 tokens=job.progress_tokens or 0),
             attempts=job.attempts, max_attempts=job.max_attempts, next_retry_at=job.next_retry_at,
             cancel_requested=job.cancel_requested_at is not None,
-            error=JobError(type=job.error_type, message=job.error_message or "") if job.error_type else None,
-            result=job.result, created_at=job.created_at, updated_at=job.updated_at, started_at=job.started_at,
+            error=JobError(type=job.error_type, message=job.error_message or "", details=job.error_details)
+            if job.error_type else None,
+            result=job.result, usage=JobUsage.of(job), created_at=job.created_at, updated_at=job.updated_at, started_at=job.started_at,
             finished_at=job.finished_at,
         )
 

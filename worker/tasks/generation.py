@@ -1,7 +1,9 @@
-"""generation.run: turn a job's spec into project files."""
+"""generation.run: turn a job's prompt or spec into project files, charging the model tokens it used."""
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
@@ -9,14 +11,32 @@ from sqlalchemy.orm import Session
 
 from shared import projects
 from shared.errors import NotFound
-from shared.generator import GenerationCanceled, ProviderUnavailable, get_provider, run_pipeline
+from shared.generator import (
+    GenerationCanceled,
+    GenerationError,
+    GenerationFailed,
+    PlanInvalid,
+    ProgressUpdate,
+    ProviderRejected,
+    ProviderUnavailable,
+    TokenBudgetExceeded,
+    get_provider,
+    run_pipeline,
+)
 from shared.jobs.kinds import TaskName
 from shared.models import Job
-from worker.jobrunner import JobCanceled, JobContext, JobOutcome, run_job
+from shared.settings import Settings
+from worker.jobrunner import JobCanceled, JobContext, JobFailed, JobOutcome, run_job
 
 logger = logging.getLogger(__name__)
 # A provider outage or a database blip is worth another attempt; everything else is final.
 TRANSIENT = (ProviderUnavailable, OperationalError)
+# Inside one stage, progress reaches the job row at most this often (stage changes always do).
+PROGRESS_MIN_INTERVAL_SECONDS = 0.25
+# What a failed job keeps of its last failure: enough to read, small enough for every poll.
+FAILURE_OUTPUT_CHARS = 4000
+FAILURE_LIST_ITEMS = 20
+FAILURE_TEXT_CHARS = 1000
 
 
 @shared_task(name=TaskName.GENERATION_RUN, bind=True)
@@ -25,16 +45,46 @@ def run(self, job_id: str) -> None:
     run_job(self, job_id, generate, TRANSIENT)
 
 
+class ProgressWriter:
+    """Writes a run's progress to its job: every stage change, and the updates inside a stage at a bounded rate.
+
+    `record` is the one place a progress update goes through.
+    """
+
+    def __init__(self, ctx: JobContext, tokens_before: int) -> None:
+        self._ctx = ctx
+        self._tokens_before = tokens_before
+        self._stage: str | None = None
+        self._written_at = 0.0
+
+    def record(self, update: ProgressUpdate) -> None:
+        now = time.monotonic()
+        if update.stage == self._stage and now - self._written_at < PROGRESS_MIN_INTERVAL_SECONDS:
+            return
+        self._stage, self._written_at = update.stage, now
+        self._ctx.progress(update.percent, update.stage, detail=update.detail,
+                           tokens=self._tokens_before + update.tokens)
+
+
 def generate(ctx: JobContext) -> JobOutcome:
     """Plan, generate, validate and repair; the files are written only if the job succeeds."""
+    settings = _with_tokens_left(ctx)
     try:
         result = run_pipeline(
-            ctx.payload["spec"], ctx.kind, provider=get_provider(ctx.settings.generation_provider),
-            on_progress=ctx.progress, should_cancel=ctx.cancel_requested,
-            validate_timeout=ctx.settings.job_validate_timeout_seconds, max_repairs=ctx.settings.job_max_repairs,
+            ctx.payload.get("spec"), ctx.kind, prompt=ctx.payload.get("prompt"),
+            provider=get_provider(settings.generation_provider, settings),
+            on_update=ProgressWriter(ctx, ctx.tokens_used).record, should_cancel=ctx.cancel_requested,
+            validate_timeout=settings.job_validate_timeout_seconds, max_repairs=settings.job_max_repairs,
         )
-    except GenerationCanceled as canceled:
-        raise JobCanceled(str(canceled)) from canceled
+    except GenerationError as error:
+        tokens_before = ctx.tokens_used
+        ctx.charge(error.usage)
+        if isinstance(error, GenerationCanceled):
+            raise JobCanceled(str(error)) from error
+        if isinstance(error, ProviderUnavailable):
+            raise
+        raise _failure(error, tokens_before, ctx.settings) from None
+    ctx.charge(result.summary.usage)
     files = result.files
     limits = projects.Limits.from_settings(ctx.settings)
 
@@ -44,5 +94,49 @@ def generate(ctx: JobContext) -> JobOutcome:
         project = projects.get_project(session, job.owner_id, job.project_id, for_update=True)
         projects.write_files(session, project, files, limits)
 
-    logger.info("job %s: %s files generated", ctx.job_id, len(files))
-    return JobOutcome(result={"summary": result.summary.to_dict(), "files": sorted(files)}, apply=write)
+    logger.info("job %s: %s files generated, %s tokens", ctx.job_id, len(files), result.summary.total_tokens)
+    return JobOutcome(result={"summary": result.summary.to_dict(), "spec": result.spec.model_dump(mode="json"),
+                              "files": sorted(files)}, apply=write)
+
+
+def _with_tokens_left(ctx: JobContext) -> Settings:
+    """The settings this attempt runs with: LLM_MAX_JOB_TOKENS caps the whole job, so a retry gets what is left."""
+    cap = ctx.settings.llm_max_job_tokens
+    if not ctx.tokens_used:
+        return ctx.settings
+    if ctx.tokens_used >= cap:
+        raise _failure(TokenBudgetExceeded(0, cap), ctx.tokens_used, ctx.settings)
+    return ctx.settings.model_copy(update={"llm_max_job_tokens": cap - ctx.tokens_used})
+
+
+def _failure(error: GenerationError, tokens_before: int, settings: Settings) -> JobFailed:
+    """The permanent failure to record for a pipeline error: its cause in words, and what is left to look at."""
+    message, details = str(error), None
+    if isinstance(error, TokenBudgetExceeded):
+        used, cap = tokens_before + error.used, settings.llm_max_job_tokens
+        message, details = str(TokenBudgetExceeded(used, cap)), {"used": used, "cap": cap}
+    elif isinstance(error, ProviderRejected):
+        details = {"reason": error.reason}
+    elif isinstance(error, PlanInvalid):
+        details = {"errors": [_text(item) for item in error.errors[:FAILURE_LIST_ITEMS]]}
+    elif isinstance(error, GenerationFailed):
+        details = {"repair_attempts": error.repair_attempts, "report": _bounded_report(error.report.to_dict())}
+    return JobFailed(message, error_type=type(error).__name__, details=details)
+
+
+def _bounded_report(report: dict[str, Any]) -> dict[str, Any]:
+    bounded: dict[str, Any] = {}
+    for name, value in report.items():
+        if name == "output_tail" and isinstance(value, str):
+            bounded[name] = value[-FAILURE_OUTPUT_CHARS:]
+        elif isinstance(value, str):
+            bounded[name] = _text(value)
+        elif isinstance(value, list | tuple):
+            bounded[name] = list(value[:FAILURE_LIST_ITEMS])
+        else:
+            bounded[name] = value
+    return bounded
+
+
+def _text(value: str) -> str:
+    return value if len(value) <= FAILURE_TEXT_CHARS else value[: FAILURE_TEXT_CHARS - 1] + "…"
