@@ -47,3 +47,18 @@ def wait_for_job(client, headers, job_id, statuses=("succeeded", "failed", "canc
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s: {job}")
         time.sleep(0.1)
+
+
+def follow_job(client, headers, job_id, timeout=90.0) -> tuple[dict, list[dict]]:
+    """Poll a job to its end; returns it finished and every distinct progress seen on the way."""
+    deadline = time.monotonic() + timeout
+    seen: list[dict] = []
+    while True:
+        job = client.get(f"/api/v2/jobs/{job_id}", headers=headers).get_json()
+        if not seen or seen[-1] != job["progress"]:
+            seen.append(job["progress"])
+        if job["status"] in ("succeeded", "failed", "canceled"):
+            return job, seen
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s: {job}")
+        time.sleep(0.1)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from celery import shared_task
@@ -31,8 +30,6 @@ from worker.jobrunner import JobCanceled, JobContext, JobFailed, JobOutcome, run
 logger = logging.getLogger(__name__)
 # A provider outage or a database blip is worth another attempt; everything else is final.
 TRANSIENT = (ProviderUnavailable, OperationalError)
-# Inside one stage, progress reaches the job row at most this often (stage changes always do).
-PROGRESS_MIN_INTERVAL_SECONDS = 0.25
 # What a failed job keeps of its last failure: enough to read, small enough for every poll.
 FAILURE_OUTPUT_CHARS = 4000
 FAILURE_LIST_ITEMS = 20
@@ -46,22 +43,17 @@ def run(self, job_id: str) -> None:
 
 
 class ProgressWriter:
-    """Writes a run's progress to its job: every stage change, and the updates inside a stage at a bounded rate.
+    """Writes a run's progress updates to its job; `record` is the one place each update goes through.
 
-    `record` is the one place a progress update goes through.
+    The rate is bounded where the updates come from: the pipeline reports each stage change, and
+    the model provider at most every LLM_PROGRESS_INTERVAL_SECONDS while the model writes.
     """
 
     def __init__(self, ctx: JobContext, tokens_before: int) -> None:
         self._ctx = ctx
         self._tokens_before = tokens_before
-        self._stage: str | None = None
-        self._written_at = 0.0
 
     def record(self, update: ProgressUpdate) -> None:
-        now = time.monotonic()
-        if update.stage == self._stage and now - self._written_at < PROGRESS_MIN_INTERVAL_SECONDS:
-            return
-        self._stage, self._written_at = update.stage, now
         self._ctx.progress(update.percent, update.stage, detail=update.detail,
                            tokens=self._tokens_before + update.tokens)
 
