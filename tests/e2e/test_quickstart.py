@@ -1,4 +1,6 @@
-"""The quick start: `devora run` with no Redis and no database configured brings up everything."""
+"""The quick start: `devora run` with no Redis and no database configured brings up everything and generates
+from a spec; pointed at a model (the scripted peer), it builds a project from a prompt alone.
+"""
 from __future__ import annotations
 
 import os
@@ -8,6 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -15,6 +20,10 @@ import requests
 
 from shared.settings import PROJECT_ROOT
 from tests.conftest import free_port
+from tests.jobs_helpers import SMALL_SPEC
+from tests.llm_helpers import BOOKSHOP_PROMPT, files_answer, implementation, spec_answer
+from tests.peers.openai_fixtures import LLM_TEST_KEY, PEER_MODEL
+from tests.peers.openai_peer import Reply
 
 DEVORA = str(Path(sys.executable).parent / "devora")
 
@@ -30,32 +39,68 @@ def wait_for(predicate, timeout: float, what):
     raise AssertionError(f"timed out waiting for {what()}")
 
 
-def test_run_command_starts_web_worker_beat_and_flower():
+@contextmanager
+def devora_run(**variables: str) -> Iterator[tuple[str, Callable[[], str]]]:
+    """`devora run` with no Redis configured and `variables` set; yields the API's URL and its output so far."""
     port, flower_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in {"REDIS_URL", "BROKER_URL", "CACHE_REDIS_URL", "RATELIMIT_STORAGE_URI", "DATABASE_URL"}}
-    env.update(PORT=str(port), FLOWER_PORT=str(flower_port), PYTHONUNBUFFERED="1")
+    env.update(PORT=str(port), FLOWER_PORT=str(flower_port), PYTHONUNBUFFERED="1", **variables)
     process = subprocess.Popen([DEVORA, "run"], cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
     reader.start()
     output = lambda: "".join(lines)  # noqa: E731 - read at each poll
+    base = f"http://127.0.0.1:{port}"
     try:
         def healthy():
             try:
-                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+                return requests.get(f"{base}/healthz", timeout=1).status_code == 200
             except requests.RequestException:
                 return False
 
         wait_for(healthy, 90, lambda: f"/healthz; output so far:\n{output()}")
-        document = requests.get(f"http://127.0.0.1:{port}/api/v2/openapi.json", timeout=5).json()
+        yield base, output
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def generate_over_http(base: str, body: dict, output: Callable[[], str]) -> tuple[dict, list[str]]:
+    """As a new user: a project, an agentic job for `body`, polled to its end; returns it and the project's paths."""
+    api = f"{base}/api/v2"
+    tokens = requests.post(f"{api}/auth/register", json={"email": f"quick-{uuid.uuid4().hex[:8]}@example.com",
+                                                        "password": "Correct-Horse-9"}, timeout=10).json()
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    project = requests.post(f"{api}/projects", json={"name": "quick"}, headers=headers, timeout=10).json()
+    accepted = requests.post(f"{api}/generate/agentic", json={"project_id": project["id"], **body},
+                             headers=headers, timeout=10)
+    assert accepted.status_code == 202, accepted.text
+
+    def finished():
+        job = requests.get(f"{api}/jobs/{accepted.json()['id']}", headers=headers, timeout=10).json()
+        return job if job["status"] in ("succeeded", "failed", "canceled") else None
+
+    job = wait_for(finished, 120, lambda: f"the job to finish; output:\n{output()}")
+    files = requests.get(f"{api}/projects/{project['id']}/files", headers=headers, timeout=10).json()["items"]
+    return job, [item["path"] for item in files]
+
+
+def test_run_command_starts_web_worker_beat_and_flower_and_generates_from_a_spec():
+    with devora_run() as (base, output):
+        document = requests.get(f"{base}/api/v2/openapi.json", timeout=5).json()
         assert document["openapi"].startswith("3.1")
-        docs = requests.get(f"http://127.0.0.1:{port}/api/v2/docs/swagger", timeout=5).text
+        docs = requests.get(f"{base}/api/v2/docs/swagger", timeout=5).text
         assert "swagger-ui" in docs and "https://" not in re.sub(r"<!--.*?-->", "", docs, flags=re.S)
 
         redis_url = re.search(r"started embedded Redis at (\S+)", output()).group(1)
         assert redis.Redis.from_url(redis_url).ping()
+        flower_port = re.search(r"Flower:\s+http://127.0.0.1:(\d+)", output()).group(1)
 
         def flower_up():
             try:
@@ -66,10 +111,19 @@ def test_run_command_starts_web_worker_beat_and_flower():
         wait_for(flower_up, 60, lambda: f"Flower; output:\n{output()}")
         wait_for(lambda: re.search(r"worker\.\d+\s*\|.*ready", output()), 60, lambda: f"worker ready; output:\n{output()}")
         wait_for(lambda: re.search(r"beat\.\d+\s*\|.*beat: Starting", output()), 60, lambda: f"beat; output:\n{output()}")
-    finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+
+        # No model settings: spec-based generation is served by the embedded provider.
+        job, paths = generate_over_http(base, {"spec": SMALL_SPEC}, output)
+        assert job["status"] == "succeeded" and job["result"]["summary"]["provider"] == "embedded", job
+        assert "notes/app.py" in paths
+
+
+def test_run_command_pointed_at_a_model_builds_a_project_from_a_prompt_alone(openai_peer, tmp_path):
+    openai_peer.script(Reply(spec_answer()), Reply(files_answer(implementation())))
+    with devora_run(DATABASE_URL=f"sqlite:///{tmp_path / 'devora.db'}", GENERATION_PROVIDER="llm",
+                    LLM_BASE_URL=openai_peer.base_url, LLM_MODEL=PEER_MODEL, LLM_API_KEY=LLM_TEST_KEY) as (base, output):
+        job, paths = generate_over_http(base, {"prompt": BOOKSHOP_PROMPT}, output)
+    assert job["status"] == "succeeded" and job["attempts"] == 1, job
+    assert job["result"]["summary"]["provider"] == "llm" and job["result"]["spec"]["app_name"] == "bookshop"
+    assert job["usage"]["total_tokens"] > 0 and "bookshop/app.py" in paths
+    assert len(openai_peer.completions) == 2
