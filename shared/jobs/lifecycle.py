@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -157,19 +157,36 @@ def claim_job(session: Session, job_id: uuid.UUID, worker: str, lease_seconds: i
     return ClaimRefused(finished=True)
 
 
-def renew_lease(session: Session, claim: Claim, lease_seconds: int, percent: int | None = None,
-                stage: str | None = None, detail: str | None = None, tokens: int | None = None) -> bool:
-    """Extend the lease (and record progress); False if the claim was lost to another delivery."""
+@dataclass(frozen=True)
+class Progress:
+    """Where a running job is: percent and stage, what happens inside the stage, the job's tokens so far."""
+
+    percent: int
+    stage: str
+    detail: str | None = None
+    tokens: int | None = None
+
+
+class Lease(NamedTuple):
+    """What a renewal found: whether the claim still owns the job, and whether its owner asked it to stop."""
+
+    owned: bool
+    cancel_requested: bool
+
+
+def renew_lease(session: Session, claim: Claim, lease_seconds: int, progress: Progress | None = None) -> Lease:
+    """Extend the lease and record `progress`, in one statement that also reads a pending cancel."""
     values: dict[str, Any] = {"lease_expires_at": utcnow() + timedelta(seconds=lease_seconds)}
-    if percent is not None:
-        values.update(progress_percent=percent, progress_stage=(stage or "")[:MAX_STAGE_LENGTH],
-                      progress_detail=_bounded(detail, MAX_DETAIL_LENGTH))
-        if tokens is not None:
-            values.update(progress_tokens=tokens)
-    return session.execute(
+    if progress is not None:
+        values.update(progress_percent=progress.percent, progress_stage=progress.stage[:MAX_STAGE_LENGTH],
+                      progress_detail=_bounded(progress.detail, MAX_DETAIL_LENGTH))
+        if progress.tokens is not None:
+            values.update(progress_tokens=progress.tokens)
+    row = session.execute(
         update(Job).where(Job.id == claim.job_id, Job.claim_token == claim.token, Job.status == JobStatus.RUNNING)
-        .values(**values)
-    ).rowcount == 1
+        .values(**values).returning(Job.cancel_requested_at).execution_options(synchronize_session=False)
+    ).first()
+    return Lease(owned=row is not None, cancel_requested=row is not None and row.cancel_requested_at is not None)
 
 
 def cancel_requested(session: Session, job_id: uuid.UUID) -> bool:
