@@ -194,7 +194,11 @@ def usage(session: Session, user_id: uuid.UUID, settings: Settings, now: datetim
 
 
 def enforce_quota(session: Session, user_id: uuid.UUID, settings: Settings) -> None:
-    """402 when a new generation job would exceed the plan's monthly quota or concurrency."""
+    """402 when a new generation job would exceed the plan's monthly quota, token budget or concurrency.
+
+    The token budget is checked here only: jobs already in flight may still spend up to
+    LLM_MAX_JOB_TOKENS each past it.
+    """
     # Serialize this user's submissions so two at once cannot both take the last slot.
     session.execute(select(User.id).where(User.id == user_id).with_for_update())
     current = usage(session, user_id, settings)
