@@ -8,10 +8,11 @@ streaming at --token-rate tokens/s), with the service's gunicorn and a prefork w
   b. at idle, one job at a time (--idle-jobs): the job's own time, created -> finished minus the
      model's time (what the peer spent answering that job's requests) and minus the generated tests'
      own run time ("Ran N tests in X s", measured on the same project below): p50 and p99;
-  c. where the time goes: queue wait (created -> started), the pipeline run in this process against
-     the same peer (validation wall time, of which the tests' own time; the model; the provider's
-     client, parsing and rendering), and what the job adds around the pipeline (claim, progress and
-     cancel checks on the row, charging tokens, storing the files, commit).
+  c. where that time goes, per job: queue wait (created -> started); validation beyond the tests' own
+     run (process start, imports, discovery, writing files), from the seconds per stage the worker
+     records in the job's result; the provider beyond the model (client, parsing, rendering); and the
+     job around the pipeline (claim, charging tokens, storing the files, commit).
+Each idle job is paired with one standalone run of the project's tests, for the tests' own time.
 The embedded path is a spec request; the model path a prompt alone (a plan call, then the
 implementation call). A --database-url names a PostgreSQL database that must not exist yet.
 """
@@ -29,7 +30,7 @@ import tempfile
 import time
 import uuid
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,8 +39,12 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import ROOT, celery_worker, embedded_redis, free_port, fresh_database, gunicorn, running, serve  # noqa: E402
-from bench.jobs import PLAN_LIMITS, QUEUES, SPEC, UNLIMITED, job_rows, percentile, seed, settings_for, span  # noqa: E402
+from bench.harness import (  # noqa: E402
+    ROOT, celery_worker, embedded_redis, free_port, fresh_database, gunicorn, running, serve,
+)
+from bench.jobs import (  # noqa: E402
+    PLAN_LIMITS, QUEUES, SPEC, UNLIMITED, job_rows, percentile, seed, settings_for, span,
+)
 from tests.llm_helpers import files_answer, implementation  # noqa: E402
 from tests.peers.openai_peer import OpenAIPeer, RecordedRequest, Reply  # noqa: E402
 
@@ -49,8 +54,6 @@ if TYPE_CHECKING:
 PROMPT = "a notes API: notes with a title"
 MODEL = "bench-model"
 KIND = "agentic"
-TEST_RUNS = 10
-PIPELINE_RUNS = 10
 _RAN = re.compile(r"^Ran \d+ tests? in ([\d.]+)s", re.MULTILINE)
 
 
@@ -78,21 +81,22 @@ class Variant:
 
 @dataclass
 class Figures:
+    """One path's figures; the lists hold one value per idle job, in seconds."""
+
     name: str
     jobs_per_second: float = 0.0
-    own: list[float] | None = None
-    queue: list[float] | None = None
-    run: list[float] | None = None
-    model: list[float] | None = None
-    tests_own: float = 0.0
-    tests_wall: float = 0.0
-    pipeline: float = 0.0
-    validation: float = 0.0
-    pipeline_model: float = 0.0
-    note: str = ""
+    own: list[float] = field(default_factory=list)
+    queue: list[float] = field(default_factory=list)
+    model: list[float] = field(default_factory=list)
+    tests_own: list[float] = field(default_factory=list)
+    tests_wall: list[float] = field(default_factory=list)
+    validation_start: list[float] = field(default_factory=list)
+    provider: list[float] = field(default_factory=list)
+    around: list[float] = field(default_factory=list)
 
 
 def model_seconds(requests_: list[RecordedRequest]) -> float:
+    """What the peer spent on these requests, from reading each to being done with it."""
     return sum((r.finished_at or r.received_at) - r.received_at for r in requests_)
 
 
@@ -113,57 +117,48 @@ def wait_finished(db: Database, job_id: str, timeout: float = 120) -> Any:
     raise RuntimeError(f"job {job_id} unfinished after {timeout:.0f} s")
 
 
-def tests_own_time(files: dict[str, str], tmp: Path) -> tuple[float, float]:
-    """Median of the generated tests' own run time ("Ran ... in X s") and of the whole subprocess's wall time."""
-    root = tmp / f"project-{uuid.uuid4().hex[:6]}"
+def stage_seconds(db: Database, job_id: str) -> dict[str, float]:
+    """The seconds per pipeline stage the worker recorded in the job's result."""
+    from shared.models import Job
+
+    with db.sessions() as session:
+        return dict(session.get(Job, uuid.UUID(job_id)).result["stage_seconds"])
+
+
+def write_project(files: dict[str, str], root: Path) -> Path:
     for path, content in files.items():
         target = root / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content)
-    own, wall = [], []
-    for _ in range(TEST_RUNS):
-        start = time.perf_counter()
-        run = subprocess.run([sys.executable, "-B", "-m", "unittest", "discover", "-s", "tests", "-t", "."], cwd=root,
-                             capture_output=True, text=True, timeout=120)
-        wall.append(time.perf_counter() - start)
-        if run.returncode != 0:
-            raise RuntimeError(f"the generated tests failed:\n{run.stderr[-2000:]}")
-        own.append(float(_RAN.search(run.stderr).group(1)))
-    return statistics.median(own), statistics.median(wall)
+    return root
 
 
-def pipeline_in_process(path: Variant, peer: OpenAIPeer, settings_env: dict[str, str]) -> tuple[float, float, float]:
-    """Median seconds of one pipeline run in this process, its validation, and the model's part (peer side)."""
-    from shared.generator import get_provider, run_pipeline
-    from shared.settings import Settings
-
-    settings = Settings(_env_file=None, database_url="sqlite://", **{k.lower(): v for k, v in settings_env.items()})
-    totals, validations, models = [], [], []
-    for index in range(PIPELINE_RUNS + 1):
-        before = len(peer.completions)
-        start = time.perf_counter()
-        result = run_pipeline(path.body.get("spec"), KIND, prompt=path.body.get("prompt"),
-                              provider=get_provider(settings.generation_provider, settings))
-        elapsed = time.perf_counter() - start
-        if index == 0:
-            continue  # the first run pays for imports
-        totals.append(elapsed)
-        validations.append(result.report.duration_seconds)
-        models.append(model_seconds(peer.completions[before:]))
-    return statistics.median(totals), statistics.median(validations), statistics.median(models)
+def run_tests(root: Path) -> tuple[float, float]:
+    """The generated tests' own run time ("Ran ... in X s") and the wall time of their whole subprocess."""
+    start = time.perf_counter()
+    run = subprocess.run([sys.executable, "-B", "-m", "unittest", "discover", "-s", "tests", "-t", "."], cwd=root,
+                         capture_output=True, text=True, timeout=120)
+    wall = time.perf_counter() - start
+    if run.returncode != 0:
+        raise RuntimeError(f"the generated tests failed:\n{run.stderr[-2000:]}")
+    return float(_RAN.search(run.stderr).group(1)), wall
 
 
-def measure(path: Variant, service_env: dict[str, str], token: str, project_id: str, db: Database, peer: OpenAIPeer,
-            args: argparse.Namespace, tmp: Path) -> Figures:
-    """Start the service and its worker for `path`, and take its figures."""
+def measure(variant: Variant, service_env: dict[str, str], token: str, project_id: str, db: Database,
+            peer: OpenAIPeer, args: argparse.Namespace, tmp: Path) -> Figures:
+    """Start the service and its worker for `variant`, and take its figures.
+
+    Each idle job is followed by one standalone run of the project's tests, so the two samples
+    of a pair see the same load on the machine.
+    """
     from shared.taskqueue import make_producer
 
-    figures = Figures(path.name)
-    env = {**service_env, **path.env}
+    figures = Figures(variant.name)
+    env = {**service_env, **variant.env}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {token}"}
-    body = {"project_id": project_id, **path.body}
+    body = {"project_id": project_id, **variant.body}
     settings = settings_for(service_env["DATABASE_URL"], service_env["REDIS_URL"], service_env["SECRET_KEY"])
     producer = make_producer(settings)
 
@@ -178,52 +173,72 @@ def measure(path: Variant, service_env: dict[str, str], token: str, project_id: 
             requests.Session() as http:
         for _ in range(2):  # warm both worker processes
             wait_finished(db, submit(http))
-        rows, models = [], []
+        archive = http.get(f"{url}/api/v2/projects/{project_id}/archive", headers=headers, timeout=30)
+        with zipfile.ZipFile(io.BytesIO(archive.content)) as bundle:
+            files = {name.split("/", 1)[1]: bundle.read(name).decode() for name in bundle.namelist() if "/" in name}
+        root = write_project(files, tmp / f"project-{variant.name}")
+
         for _ in range(args.idle_jobs):
             before = len(peer.completions)
-            rows.append(wait_finished(db, submit(http)))
-            models.append(model_seconds(peer.completions[before:]))
-        archive = http.get(f"{url}/api/v2/projects/{project_id}/archive", headers=headers, timeout=30)
+            job_id = submit(http)
+            row = wait_finished(db, job_id)
+            model = model_seconds(peer.completions[before:])
+            stages = stage_seconds(db, job_id)
+            tests_own, tests_wall = run_tests(root)
+            total, run = span(row.finished_at, row.created_at), span(row.finished_at, row.started_at)
+            figures.own.append(total - model - tests_own)
+            figures.queue.append(span(row.started_at, row.created_at))
+            figures.model.append(model)
+            figures.tests_own.append(tests_own)
+            figures.tests_wall.append(tests_wall)
+            figures.validation_start.append(stages["validate"] - tests_own)
+            figures.provider.append(stages["plan"] + stages["generate"] - model)
+            figures.around.append(run - sum(stages.values()))
 
         start = datetime.now(UTC)
         ids = [submit(http) for _ in range(args.jobs)]
         burst = job_rows(db, ids, timeout=600)
         figures.jobs_per_second = args.jobs / span(max(row.finished_at for row in burst), start)
-
-    with zipfile.ZipFile(io.BytesIO(archive.content)) as bundle:
-        files = {name.split("/", 1)[1]: bundle.read(name).decode() for name in bundle.namelist() if "/" in name}
-    figures.tests_own, figures.tests_wall = tests_own_time(files, tmp)
-    figures.queue = [span(row.started_at, row.created_at) for row in rows]
-    figures.run = [span(row.finished_at, row.started_at) for row in rows]
-    figures.model = models
-    figures.own = [span(row.finished_at, row.created_at) - model - figures.tests_own
-                   for row, model in zip(rows, models)]
-    figures.pipeline, figures.validation, figures.pipeline_model = pipeline_in_process(path, peer, path.env)
     return figures
+
+
+def interpreter_start(*flags: str) -> float:
+    """Median wall time of starting and ending a bare interpreter."""
+    times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, *flags, "-c", "pass"], check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def report(all_figures: list[Figures], args: argparse.Namespace) -> None:
     ms = 1000
-    print(f"{'path':10} {'jobs/s':>7} {'own p50':>8} {'own p99':>8} {'run p50':>8} {'model p50':>10} "
-          f"{'tests p50':>10} {'queue p50':>10} {'queue p99':>10}   (ms unless stated)")
+
+    def p50(values: list[float]) -> float:
+        return statistics.median(values) * ms
+
+    print(f"{'path':10} {'jobs/s':>7} {'own p50':>8} {'own p99':>8} {'model p50':>10} {'tests p50':>10} "
+          f"{'queue p50':>10} {'queue p99':>10}   (ms)")
     for f in all_figures:
-        print(f"{f.name:10} {f.jobs_per_second:7.2f} {statistics.median(f.own) * ms:8.0f} "
-              f"{percentile(f.own, 99) * ms:8.0f} {statistics.median(f.run) * ms:8.0f} "
-              f"{statistics.median(f.model) * ms:10.0f} {f.tests_own * ms:10.0f} "
-              f"{statistics.median(f.queue) * ms:10.1f} {percentile(f.queue, 99) * ms:10.1f}")
-    print(f"jobs/s: {args.jobs} agentic jobs submitted at once to 2 worker processes; own = created -> finished "
-          f"minus the model's time minus the tests' own run time, {args.idle_jobs} jobs one at a time; "
-          f"the peer streams {args.token_rate:g} tokens/s.")
+        print(f"{f.name:10} {f.jobs_per_second:7.2f} {p50(f.own):8.0f} {percentile(f.own, 99) * ms:8.0f} "
+              f"{p50(f.model):10.0f} {p50(f.tests_own):10.0f} {p50(f.queue):10.1f} {percentile(f.queue, 99) * ms:10.1f}")
+    print(f"jobs/s: {args.jobs} {KIND} jobs submitted at once to 2 worker processes. own = created -> finished minus "
+          f"the model's time (peer side) minus the generated tests' own run time, over {args.idle_jobs} jobs run one "
+          f"at a time. The peer streams {args.token_rate:g} tokens/s.")
+    print(f"a bare interpreter start here: `python -c pass` {interpreter_start() * ms:.0f} ms, "
+          f"`python -I -S -c pass` {interpreter_start('-I', '-S') * ms:.0f} ms")
     for f in all_figures:
-        provider = f.pipeline - f.validation - f.pipeline_model
-        around = statistics.median(f.run) - f.pipeline
-        print(f"{f.name}: where a job's own time goes (medians, ms): queue wait {statistics.median(f.queue) * ms:.1f}; "
-              f"validation {f.validation * ms:.0f}, of which the tests' own run {f.tests_own * ms:.0f} (a bare "
-              f"`python -m unittest` of the project takes {f.tests_wall * ms:.0f} wall: interpreter start, imports, "
-              f"the tests' server); the provider's client, parsing and rendering {provider * ms:.0f}; "
-              f"the job around the pipeline (claim, row progress and cancel checks, tokens, storing the files, "
-              f"commit) {around * ms:.0f}. A pipeline run in this process took {f.pipeline * ms:.0f} of which the "
-              f"model {f.pipeline_model * ms:.0f}.")
+        parts = [("queue wait: commit, broker, worker pickup (created -> started)", f.queue),
+                 ("validation beyond the tests' own run: process start, imports, discovery, files",
+                  f.validation_start),
+                 ("the provider beyond the model: client, parsing, rendering", f.provider),
+                 ("the job around the pipeline: claim, charging tokens, storing the files, commit", f.around)]
+        print(f"{f.name}: where the own time goes (p50 of each part, ms):")
+        for label, values in parts:
+            print(f"  {label:84} {p50(values):6.1f}")
+        print(f"  (the project's tests run alone: {p50(f.tests_own):.0f} ms of tests in {p50(f.tests_wall):.0f} ms "
+              f"of subprocess wall time)")
 
 
 def main() -> None:

@@ -90,6 +90,9 @@ def test_a_prompt_alone_becomes_a_project_whose_tests_pass_from_the_archive(clie
     assert set(summary["usage"]) == {"plan", "generate"}
     assert job["usage"] == {"total_tokens": summary["total_tokens"], "stages": summary["usage"]}
     assert summary["usage"]["generate"]["completion_tokens"] == len(tokens_of(code))
+    stage_seconds = job["result"]["stage_seconds"]
+    assert set(stage_seconds) == {"plan", "generate", "validate"} and stage_seconds["generate"] >= 1.0, \
+        "the implementation streamed for about 1.5 s"
 
     writing = [p for p in seen if p["stage"] == "generate" and (p["detail"] or "").startswith("writing bookshop/")]
     assert writing and writing[-1]["tokens"] > writing[0]["tokens"], seen
@@ -129,6 +132,7 @@ def test_an_implementation_failing_its_tests_is_fixed_on_repair(client, auth_hea
 
     assert job["status"] == "succeeded" and job["result"]["summary"]["repair_attempts"] == 1, job
     assert set(job["usage"]["stages"]) == {"generate", "repair"}
+    assert set(job["result"]["stage_seconds"]) == {"plan", "generate", "validate", "repair"}
     app = client.get(f"/api/v2/projects/{project_id}/files/bookshop/app.py", headers=auth_headers).get_json()
     assert app["content"] == GOOD["bookshop/app.py"]
 

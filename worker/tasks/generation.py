@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import shared_task
@@ -58,14 +59,40 @@ class ProgressWriter:
                            tokens=self._tokens_before + update.tokens)
 
 
+class StageClock:
+    """Seconds spent in each pipeline stage (repair and validate rounds added up), from the stage changes seen."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._stage: str | None = None
+        self._since = time.perf_counter()
+
+    def mark(self, stage: str) -> None:
+        if stage == self._stage:
+            return
+        now = time.perf_counter()
+        if self._stage is not None:
+            self.seconds[self._stage] = self.seconds.get(self._stage, 0.0) + now - self._since
+        self._stage, self._since = stage, now
+
+    def to_dict(self) -> dict[str, float]:
+        return {stage: round(seconds, 4) for stage, seconds in self.seconds.items()}
+
+
 def generate(ctx: JobContext) -> JobOutcome:
     """Plan, generate, validate and repair; the files are written only if the job succeeds."""
     settings = _with_tokens_left(ctx)
+    writer, clock = ProgressWriter(ctx, ctx.tokens_used), StageClock()
+
+    def on_update(update: ProgressUpdate) -> None:
+        clock.mark(update.stage)
+        writer.record(update)
+
     try:
         result = run_pipeline(
             ctx.payload.get("spec"), ctx.kind, prompt=ctx.payload.get("prompt"),
             provider=get_provider(settings.generation_provider, settings),
-            on_update=ProgressWriter(ctx, ctx.tokens_used).record, should_cancel=ctx.cancel_requested,
+            on_update=on_update, should_cancel=ctx.cancel_requested,
             validate_timeout=settings.job_validate_timeout_seconds, max_repairs=settings.job_max_repairs,
         )
     except GenerationError as error:
@@ -87,8 +114,9 @@ def generate(ctx: JobContext) -> JobOutcome:
         projects.write_files(session, project, files, limits)
 
     logger.info("job %s: %s files generated, %s tokens", ctx.job_id, len(files), result.summary.total_tokens)
+    # The seconds per stage tell an operator where a slow job's time went.
     return JobOutcome(result={"summary": result.summary.to_dict(), "spec": result.spec.model_dump(mode="json"),
-                              "files": sorted(files)}, apply=write)
+                              "files": sorted(files), "stage_seconds": clock.to_dict()}, apply=write)
 
 
 def _with_tokens_left(ctx: JobContext) -> Settings:
