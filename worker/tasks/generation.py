@@ -44,10 +44,11 @@ def run(self, job_id: str) -> None:
 
 
 class ProgressWriter:
-    """Writes a run's progress updates to its job; `record` is the one place each update goes through.
+    """Hands a run's progress updates to its job; `record` is the one place each update goes through.
 
-    The rate is bounded where the updates come from: the pipeline reports each stage change, and
-    the model provider at most every LLM_PROGRESS_INTERVAL_SECONDS while the model writes.
+    Updates come at a bounded rate (each stage change, and while the model writes at most every
+    LLM_PROGRESS_INTERVAL_SECONDS), and the job's reporter writes the latest to the row at most
+    every 0.1 s without holding the run up.
     """
 
     def __init__(self, ctx: JobContext, tokens_before: int) -> None:
