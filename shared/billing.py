@@ -28,15 +28,17 @@ class Plan:
     price_id: str | None
     monthly_generations: int
     concurrent_jobs: int
+    monthly_tokens: int
 
 
 def plans(settings: Settings) -> dict[str, Plan]:
     return {
-        "free": Plan("free", None, settings.plan_free_monthly_generations, settings.plan_free_concurrent_jobs),
+        "free": Plan("free", None, settings.plan_free_monthly_generations, settings.plan_free_concurrent_jobs,
+                     settings.plan_free_monthly_tokens),
         "pro": Plan("pro", settings.plan_pro_price_id, settings.plan_pro_monthly_generations,
-                    settings.plan_pro_concurrent_jobs),
+                    settings.plan_pro_concurrent_jobs, settings.plan_pro_monthly_tokens),
         "team": Plan("team", settings.plan_team_price_id, settings.plan_team_monthly_generations,
-                     settings.plan_team_concurrent_jobs),
+                     settings.plan_team_concurrent_jobs, settings.plan_team_monthly_tokens),
     }
 
 
@@ -164,6 +166,12 @@ class Usage:
     resets_at: datetime
     generations_used: int
     active_jobs: int
+    # Model tokens of the month's jobs, failed and canceled ones included.
+    tokens_used: int
+
+    @property
+    def tokens_left(self) -> int:
+        return max(0, self.plan.monthly_tokens - self.tokens_used)
 
 
 def month_bounds(now: datetime) -> tuple[datetime, datetime]:
@@ -178,13 +186,19 @@ def usage(session: Session, user_id: uuid.UUID, settings: Settings, now: datetim
     account = find_account(session, user_id)
     plan = plans(settings)[account.plan if account else "free"]
     mine = (Job.owner_id == user_id, Job.kind.in_(GENERATION_KINDS))
-    used = session.scalar(select(func.count()).select_from(Job).where(*mine, Job.created_at >= start)) or 0
+    # One range scan of the (owner_id, created_at) index counts the month's jobs and their tokens.
+    used, tokens = session.execute(select(func.count(), func.coalesce(func.sum(Job.tokens_used), 0))
+                                   .where(*mine, Job.created_at >= start)).one()
     active = session.scalar(select(func.count()).select_from(Job).where(*mine, Job.status.in_(ACTIVE))) or 0
-    return Usage(plan, start, end, used, active)
+    return Usage(plan, start, end, used or 0, active, int(tokens or 0))
 
 
 def enforce_quota(session: Session, user_id: uuid.UUID, settings: Settings) -> None:
-    """402 when a new generation job would exceed the plan's monthly quota or concurrency."""
+    """402 when a new generation job would exceed the plan's monthly quota, token budget or concurrency.
+
+    The token budget is checked here only: jobs already in flight may still spend up to
+    LLM_MAX_JOB_TOKENS each past it.
+    """
     # Serialize this user's submissions so two at once cannot both take the last slot.
     session.execute(select(User.id).where(User.id == user_id).with_for_update())
     current = usage(session, user_id, settings)
@@ -195,6 +209,12 @@ def enforce_quota(session: Session, user_id: uuid.UUID, settings: Settings) -> N
             f"The quota resets at {current.resets_at.isoformat()}.",
             limit="monthly_generations", plan=plan.name, allowed=plan.monthly_generations,
             used=current.generations_used, resets_at=current.resets_at.isoformat())
+    if current.tokens_used >= plan.monthly_tokens:
+        raise PaymentRequired(
+            f"the {plan.name} plan allows {plan.monthly_tokens} model tokens a month; {current.tokens_used} are "
+            f"used. The budget resets at {current.resets_at.isoformat()}.",
+            limit="monthly_tokens", plan=plan.name, allowed=plan.monthly_tokens, used=current.tokens_used,
+            resets_at=current.resets_at.isoformat())
     if current.active_jobs >= plan.concurrent_jobs:
         raise PaymentRequired(
             f"the {plan.name} plan allows {plan.concurrent_jobs} generation job(s) at a time; wait for one to "

@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     webhook_sweep_lookback_seconds: int = Field(3 * 86400, ge=3600)
 
     # Plans: the Stripe price of each paid plan, and every plan's monthly generation
-    # quota and concurrent-job limit.
+    # quota, concurrent-job limit and monthly model-token budget.
     plan_pro_price_id: str = "price_pro_monthly"
     plan_team_price_id: str = "price_team_monthly"
     plan_free_monthly_generations: int = Field(20, ge=0)
@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     plan_pro_concurrent_jobs: int = Field(3, ge=1)
     plan_team_monthly_generations: int = Field(5000, ge=0)
     plan_team_concurrent_jobs: int = Field(10, ge=1)
+    # Model tokens (prompt plus completion) each plan's users may spend a calendar month.
+    plan_free_monthly_tokens: int = Field(1_000_000, ge=0)
+    plan_pro_monthly_tokens: int = Field(25_000_000, ge=0)
+    plan_team_monthly_tokens: int = Field(250_000_000, ge=0)
 
     # OAuth login providers; a provider is offered when its client id is set. The URLs
     # default to the real providers' and are settings so tests can use a local one.
@@ -158,7 +162,7 @@ class Settings(BaseSettings):
     llm_temperature: float | None = Field(None, ge=0, le=2)
     # A JSON object merged into every request body, for server-specific options.
     llm_extra_body: dict[str, Any] = Field(default_factory=dict)
-    # Prompt plus completion tokens one job may use, over all its model calls.
+    # Prompt plus completion tokens one job may use, over all its model calls and attempts.
     llm_max_job_tokens: int = Field(300_000, ge=1000)
     # Longest Retry-After (seconds) honoured from a rate-limited server.
     llm_retry_after_cap_seconds: float = Field(60.0, ge=0, le=3600)

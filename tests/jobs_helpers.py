@@ -41,9 +41,28 @@ def submit(client, headers, project_id, spec=SMALL_SPEC, kind="fullstack", **ext
 def wait_for_job(client, headers, job_id, statuses=("succeeded", "failed", "canceled"), timeout=90.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        job = client.get(f"/api/v2/jobs/{job_id}", headers=headers).get_json()
+        response = client.get(f"/api/v2/jobs/{job_id}", headers=headers)
+        if response.status_code == 429:  # polled faster than the poll limit allows: wait as told
+            time.sleep(float(response.headers.get("Retry-After", 1)))
+            continue
+        job = response.get_json()
         if job["status"] in statuses:
             return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s: {job}")
+        time.sleep(0.1)
+
+
+def follow_job(client, headers, job_id, timeout=90.0) -> tuple[dict, list[dict]]:
+    """Poll a job to its end; returns it finished and every distinct progress seen on the way."""
+    deadline = time.monotonic() + timeout
+    seen: list[dict] = []
+    while True:
+        job = client.get(f"/api/v2/jobs/{job_id}", headers=headers).get_json()
+        if not seen or seen[-1] != job["progress"]:
+            seen.append(job["progress"])
+        if job["status"] in ("succeeded", "failed", "canceled"):
+            return job, seen
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s: {job}")
         time.sleep(0.1)

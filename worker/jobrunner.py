@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,11 +16,12 @@ from shared import logcontext
 from shared.db import Database
 from shared.errors import DomainError
 from shared.jobs import lifecycle
-from shared.jobs.lifecycle import Claim, backoff_seconds
+from shared.jobs.lifecycle import Claim, Progress, backoff_seconds
 from shared.jobs.states import JobStatus
 from shared.models import Job
 from shared.settings import Settings
 from worker.context import database_of, settings_of
+from worker.job_reporter import JobReporter
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,15 @@ class ClaimLost(Exception):
     """Another delivery took the job over after this one's lease ran out."""
 
 
+class JobFailed(Exception):
+    """A permanent failure the work has explained: recorded as `error_type`, with `details`, and no traceback."""
+
+    def __init__(self, message: str, *, error_type: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.details = details
+
+
 @dataclass(frozen=True)
 class JobOutcome:
     """A finished job's result, and the writes that must land in the same transaction as its success."""
@@ -44,7 +53,10 @@ class JobOutcome:
 
 @dataclass
 class JobContext:
-    """What the work of a job sees: its inputs, and ways to report progress and notice a cancel."""
+    """What the work of a job sees: its inputs, and ways to report progress and notice a cancel.
+
+    Progress and cancel go through the job's reporter thread, so neither waits on the database.
+    """
 
     job_id: uuid.UUID
     owner_id: uuid.UUID
@@ -54,37 +66,26 @@ class JobContext:
     attempt: int
     settings: Settings
     db: Database = field(repr=False)
-    _claim: Claim = field(repr=False)
+    _reporter: JobReporter = field(repr=False)
+    # Model tokens the job has used, its earlier attempts included.
+    tokens_used: int = 0
 
-    def progress(self, percent: int, stage: str) -> None:
-        with self.db.transaction() as session:
-            owned = lifecycle.renew_lease(session, self._claim, self.settings.job_lease_seconds, percent, stage)
-        if not owned:
+    def progress(self, percent: int, stage: str, *, detail: str | None = None, tokens: int | None = None) -> None:
+        """Record progress on the job; `tokens` are the job's so far."""
+        if self._reporter.lost:
             raise ClaimLost(str(self.job_id))
+        self._reporter.report(Progress(percent, stage, detail, tokens))
 
     def cancel_requested(self) -> bool:
-        with self.db.transaction() as session:
-            return lifecycle.cancel_requested(session, self.job_id)
+        if self._reporter.lost:
+            raise ClaimLost(str(self.job_id))
+        return self._reporter.cancel_requested
 
-
-class _LeaseKeeper(threading.Thread):
-    """Renews the lease while the work runs; it dies with the process, so a killed worker's lease lapses."""
-
-    def __init__(self, db: Database, claim: Claim, lease_seconds: int) -> None:
-        super().__init__(name=f"lease-{claim.job_id}", daemon=True)
-        self._db, self._claim, self._lease = db, claim, lease_seconds
-        self._stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self._stopped.wait(self._lease / 3):
-            try:
-                with self._db.transaction() as session:
-                    lifecycle.renew_lease(session, self._claim, self._lease)
-            except Exception:  # noqa: BLE001 - a missed renewal only shortens the lease; the next may succeed
-                logger.warning("could not renew the lease of job %s", self._claim.job_id, exc_info=True)
-
-    def stop(self) -> None:
-        self._stopped.set()
+    def charge(self, usage: Mapping[str, Mapping[str, int]]) -> None:
+        """Add the model tokens this attempt used to the job's."""
+        if usage:
+            with self.db.transaction() as session:
+                self.tokens_used = lifecycle.charge_usage(session, self.job_id, usage)
 
 
 def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
@@ -96,8 +97,10 @@ def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
     with db.transaction() as session:
         claim = lifecycle.claim_job(session, uuid.UUID(job_id), worker, settings.job_lease_seconds)
         job = session.get(Job, claim.job_id) if isinstance(claim, Claim) else None
-        context = job and JobContext(job.id, job.owner_id, job.project_id, job.kind, dict(job.payload),
-                                     claim.attempt, settings, db, claim)
+        if job is not None:
+            reporter = JobReporter(db, claim, settings.job_lease_seconds)
+            context = JobContext(job.id, job.owner_id, job.project_id, job.kind, dict(job.payload), claim.attempt,
+                                 settings, db, reporter, tokens_used=job.tokens_used)
     if not isinstance(claim, Claim):
         if claim.finished:
             logger.info("job %s: nothing to do, it has finished", job_id)
@@ -106,16 +109,23 @@ def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
         raise task.retry(countdown=claim.retry_in, max_retries=None)
 
     logger.info("job %s: attempt %s of %s on %s", job_id, claim.attempt, claim.max_attempts, worker)
-    lease_keeper = _LeaseKeeper(db, claim, settings.job_lease_seconds)
-    lease_keeper.start()
+    reporter.start()
     try:
-        outcome = work(context)
+        try:
+            outcome = work(context)
+        finally:
+            # Stopped before the job's end is written, so no progress write can compete with it.
+            reporter.stop()
     except JobCanceled:
         _end(db, claim, status=JobStatus.CANCELED)
     except ClaimLost:
         logger.warning("job %s: lease lost to another delivery; stopping without writing", job_id)
     except SoftTimeLimitExceeded as error:
         _end(db, claim, status=JobStatus.FAILED, error=error, error_type="TimeLimitExceeded")
+    except JobFailed as failure:
+        logger.warning("job %s failed: %s: %s", job_id, failure.error_type, failure)
+        _end(db, claim, status=JobStatus.FAILED, error=failure, error_type=failure.error_type,
+             details=failure.details)
     except transient as error:
         _retry_or_fail(task, db, settings, claim, error)
     except DomainError as error:
@@ -132,8 +142,6 @@ def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
             # Storing the result hit a transient failure (a deadlock, a lost connection): the
             # work is redone on the next attempt rather than left running until the reaper.
             _retry_or_fail(task, db, settings, claim, error)
-    finally:
-        lease_keeper.stop()
 
 
 def _succeed(db: Database, claim: Claim, outcome: JobOutcome) -> None:
@@ -158,7 +166,8 @@ def _retry_or_fail(task: Task, db: Database, settings: Settings, claim: Claim, e
         logger.warning("job %s: %s on the last attempt; giving up", claim.job_id, type(error).__name__)
         _end(db, claim, status=JobStatus.FAILED, error=error)
         return
-    delay = backoff_seconds(settings, claim.attempt)
+    # A service that said when to come back (a 429's Retry-After) is not asked sooner.
+    delay = backoff_seconds(settings, claim.attempt, getattr(error, "retry_after", None))
     logger.warning("job %s: %s; retrying in %.1f s", claim.job_id, type(error).__name__, delay)
     with db.transaction() as session:
         lifecycle.schedule_retry(session, claim, error, delay)

@@ -28,7 +28,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Database, Redis and broker reachable: 200; otherwise 503 naming what failed. Billing is reported. */
+        /**
+         * Database, Redis and broker reachable: 200; otherwise 503 naming what failed. Billing and the sandbox
+         * @description are reported, never failing readiness.
+         */
         get: operations["getReadiness"];
         put?: never;
         post?: never;
@@ -498,7 +501,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** This month's generations and the jobs in flight, against the plan's limits. */
+        /** This month's generations and model tokens, and the jobs in flight, against the plan's limits. */
         get: operations["getUsage"];
         put?: never;
         post?: never;
@@ -695,6 +698,19 @@ export interface components {
             checks: {
                 [key: string]: string;
             };
+            /** @description The sandbox as this process finds it; never fails readiness */
+            sandbox: components["schemas"]["SandboxState"];
+        };
+        /** SandboxState */
+        SandboxState: {
+            /**
+             * State
+             * @description available: generated code runs in bubblewrap; unavailable: it will not run at all (generation jobs fail); disabled-unsafe: it runs WITHOUT a sandbox, as allowed in development
+             * @enum {string}
+             */
+            state: "available" | "unavailable" | "disabled-unsafe";
+            /** Detail */
+            detail: string;
         };
         /**
          * TokenResponse
@@ -1149,8 +1165,10 @@ export interface components {
          *           "max_attempts": 4,
          *           "next_retry_at": null,
          *           "progress": {
+         *             "detail": null,
          *             "percent": 100,
-         *             "stage": "succeeded"
+         *             "stage": "succeeded",
+         *             "tokens": 0
          *           },
          *           "project_id": "3f2b8c1e-6d4a-4f0e-9b7a-2c5d8e1f0a9b",
          *           "result": {
@@ -1185,7 +1203,8 @@ export interface components {
          *           },
          *           "started_at": "2026-12-01T09:30:01Z",
          *           "status": "succeeded",
-         *           "updated_at": "2026-12-01T09:30:04Z"
+         *           "updated_at": "2026-12-01T09:30:04Z",
+         *           "usage": null
          *         }
          *       ],
          *       "page": 1,
@@ -1209,6 +1228,14 @@ export interface components {
             type: string;
             /** Message */
             message: string;
+            /**
+             * Details
+             * @description What a permanent failure left to look at: the last validation report and repair attempts, the plan's errors, the model server's reason, the token cap
+             * @default null
+             */
+            details?: {
+                [key: string]: unknown;
+            } | null;
         };
         /**
          * JobKind
@@ -1228,8 +1255,10 @@ export interface components {
          *       "max_attempts": 4,
          *       "next_retry_at": null,
          *       "progress": {
+         *         "detail": null,
          *         "percent": 100,
-         *         "stage": "succeeded"
+         *         "stage": "succeeded",
+         *         "tokens": 0
          *       },
          *       "project_id": "3f2b8c1e-6d4a-4f0e-9b7a-2c5d8e1f0a9b",
          *       "result": {
@@ -1264,7 +1293,8 @@ export interface components {
          *       },
          *       "started_at": "2026-12-01T09:30:01Z",
          *       "status": "succeeded",
-         *       "updated_at": "2026-12-01T09:30:04Z"
+         *       "updated_at": "2026-12-01T09:30:04Z",
+         *       "usage": null
          *     }
          */
         JobOut: {
@@ -1289,11 +1319,13 @@ export interface components {
             error: components["schemas"]["JobError"] | null;
             /**
              * Result
-             * @description When succeeded: a generation's summary, its files, and which paths it added, replaced and removed
+             * @description When succeeded: a generation's summary, the spec it built, its files, and which paths it added, replaced and removed
              */
             result: {
                 [key: string]: unknown;
             } | null;
+            /** @description Model tokens used; null when the job called no model */
+            usage: components["schemas"]["JobUsage"] | null;
             /**
              * Created At
              * Format: date-time
@@ -1315,12 +1347,46 @@ export interface components {
             percent: number;
             /** Stage */
             stage: string;
+            /**
+             * Detail
+             * @description What is happening inside the stage, e.g. the file being written
+             * @default null
+             */
+            detail?: string | null;
+            /**
+             * Tokens
+             * @description Model tokens the job has used so far
+             * @default 0
+             */
+            tokens?: number;
         };
         /**
          * JobStatus
          * @enum {string}
          */
         JobStatus: "queued" | "running" | "retrying" | "succeeded" | "failed" | "canceled";
+        /**
+         * JobUsage
+         * @description Model tokens the job used, summed over its attempts (failed and canceled ones included).
+         */
+        JobUsage: {
+            /** Total Tokens */
+            total_tokens: number;
+            /**
+             * Stages
+             * @description By stage: plan, generate, repair
+             */
+            stages: {
+                [key: string]: components["schemas"]["StageUsage"];
+            };
+        };
+        /** StageUsage */
+        StageUsage: {
+            /** Prompt Tokens */
+            prompt_tokens: number;
+            /** Completion Tokens */
+            completion_tokens: number;
+        };
         /** StreamTokenOut */
         StreamTokenOut: {
             /**
@@ -1356,18 +1422,21 @@ export interface components {
          *         {
          *           "concurrent_jobs": 1,
          *           "monthly_generations": 20,
+         *           "monthly_tokens": 1000000,
          *           "name": "free",
          *           "price_id": null
          *         },
          *         {
          *           "concurrent_jobs": 3,
          *           "monthly_generations": 500,
+         *           "monthly_tokens": 25000000,
          *           "name": "pro",
          *           "price_id": "price_pro_monthly"
          *         },
          *         {
          *           "concurrent_jobs": 10,
          *           "monthly_generations": 5000,
+         *           "monthly_tokens": 250000000,
          *           "name": "team",
          *           "price_id": "price_team_monthly"
          *         }
@@ -1388,6 +1457,11 @@ export interface components {
             monthly_generations: number;
             /** Concurrent Jobs */
             concurrent_jobs: number;
+            /**
+             * Monthly Tokens
+             * @description Model tokens (prompt plus completion) the plan allows a month
+             */
+            monthly_tokens: number;
         };
         /** RedirectOut */
         RedirectOut: {
@@ -1469,7 +1543,12 @@ export interface components {
          *       },
          *       "period_start": "2026-12-01T00:00:00Z",
          *       "plan": "free",
-         *       "resets_at": "2027-01-01T00:00:00Z"
+         *       "resets_at": "2027-01-01T00:00:00Z",
+         *       "tokens": {
+         *         "left": 951790,
+         *         "limit": 1000000,
+         *         "used": 48210
+         *       }
          *     }
          */
         UsageOut: {
@@ -1487,6 +1566,8 @@ export interface components {
             resets_at: string;
             generations: components["schemas"]["Counter"];
             concurrent_jobs: components["schemas"]["Counter"];
+            /** @description Model tokens of this month's jobs (failed and canceled ones included) */
+            tokens: components["schemas"]["TokenBudget"];
         };
         /** Counter */
         Counter: {
@@ -1494,6 +1575,15 @@ export interface components {
             used: number;
             /** Limit */
             limit: number;
+        };
+        /** TokenBudget */
+        TokenBudget: {
+            /** Used */
+            used: number;
+            /** Limit */
+            limit: number;
+            /** Left */
+            left: number;
         };
         /** WebhookAck */
         WebhookAck: {
@@ -1598,8 +1688,10 @@ export interface components {
          *       "owner_email": "ada@example.com",
          *       "owner_id": "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d",
          *       "progress": {
+         *         "detail": null,
          *         "percent": 100,
-         *         "stage": "succeeded"
+         *         "stage": "succeeded",
+         *         "tokens": 0
          *       },
          *       "project_id": "3f2b8c1e-6d4a-4f0e-9b7a-2c5d8e1f0a9b",
          *       "result": {
@@ -1636,7 +1728,8 @@ export interface components {
          *       "started_at": "2026-12-01T09:30:01Z",
          *       "status": "succeeded",
          *       "task_name": "generation.run",
-         *       "updated_at": "2026-12-01T09:30:04Z"
+         *       "updated_at": "2026-12-01T09:30:04Z",
+         *       "usage": null
          *     }
          */
         AdminJobOut: {
@@ -1661,11 +1754,13 @@ export interface components {
             error: components["schemas"]["JobError"] | null;
             /**
              * Result
-             * @description When succeeded: a generation's summary, its files, and which paths it added, replaced and removed
+             * @description When succeeded: a generation's summary, the spec it built, its files, and which paths it added, replaced and removed
              */
             result: {
                 [key: string]: unknown;
             } | null;
+            /** @description Model tokens used; null when the job called no model */
+            usage: components["schemas"]["JobUsage"] | null;
             /**
              * Created At
              * Format: date-time

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import random
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -23,6 +24,8 @@ from shared.models.base import utcnow
 from shared.settings import Settings
 
 MAX_ERROR_LENGTH = 2000
+MAX_STAGE_LENGTH = 64
+MAX_DETAIL_LENGTH = 200
 
 
 def requeued(*, fresh: bool) -> dict[str, Any]:
@@ -33,10 +36,12 @@ def requeued(*, fresh: bool) -> dict[str, Any]:
     its worker keeps its attempt count, which caps how often that may happen.
     """
     values: dict[str, Any] = {"status": JobStatus.QUEUED, "sent_at": None, "claim_token": None,
-                              "lease_expires_at": None, "next_retry_at": None, "progress_stage": JobStatus.QUEUED}
+                              "lease_expires_at": None, "next_retry_at": None, "progress_stage": JobStatus.QUEUED,
+                              "progress_detail": None}
     if fresh:
-        values.update(attempts=0, error_type=None, error_message=None, cancel_requested_at=None, worker=None,
-                      started_at=None, finished_at=None, result=None, progress_percent=0)
+        # The tokens already used stay: they were spent, and the monthly budget counts them.
+        values.update(attempts=0, error_type=None, error_message=None, error_details=None, cancel_requested_at=None,
+                      worker=None, started_at=None, finished_at=None, result=None, progress_percent=0)
     return values
 
 
@@ -47,10 +52,15 @@ def poll_delay_seconds(job: Job, default: int) -> int:
     return default
 
 
-def backoff_seconds(settings: Settings, attempt: int) -> float:
-    """Exponential backoff (1 s, 2 s, 4 s ... by default), capped, with +/-25 % jitter."""
+def backoff_seconds(settings: Settings, attempt: int, retry_after: float | None = None) -> float:
+    """Exponential backoff (1 s, 2 s, 4 s ... by default), capped, with +/-25 % jitter.
+
+    A wait the failing service asked for (`retry_after`, already capped by its client) is
+    honoured when it is longer.
+    """
     nominal = min(settings.job_retry_backoff_max_seconds, settings.job_retry_backoff_seconds * 2 ** (attempt - 1))
-    return min(settings.job_retry_backoff_max_seconds, nominal * random.uniform(0.75, 1.25))
+    delay = min(settings.job_retry_backoff_max_seconds, nominal * random.uniform(0.75, 1.25))
+    return max(delay, retry_after or 0.0)
 
 
 def get_owned(session: Session, owner_id: uuid.UUID, job_id: uuid.UUID) -> Job:
@@ -126,7 +136,8 @@ def claim_job(session: Session, job_id: uuid.UUID, worker: str, lease_seconds: i
                or_(Job.status.in_(WAITING), (Job.status == JobStatus.RUNNING) & (Job.lease_expires_at < now)))
         .values(status=JobStatus.RUNNING, claim_token=token, worker=worker[:200], attempts=Job.attempts + 1,
                 lease_expires_at=now + timedelta(seconds=lease_seconds), next_retry_at=None,
-                started_at=func.coalesce(Job.started_at, now), progress_stage="starting")
+                started_at=func.coalesce(Job.started_at, now), progress_stage="starting",
+                progress_detail=None)
     ).rowcount
     job = session.get(Job, job_id, populate_existing=True)
     if job is None:
@@ -146,16 +157,36 @@ def claim_job(session: Session, job_id: uuid.UUID, worker: str, lease_seconds: i
     return ClaimRefused(finished=True)
 
 
-def renew_lease(session: Session, claim: Claim, lease_seconds: int, percent: int | None = None,
-                stage: str | None = None) -> bool:
-    """Extend the lease (and record progress); False if the claim was lost to another delivery."""
+@dataclass(frozen=True)
+class Progress:
+    """Where a running job is: percent and stage, what happens inside the stage, the job's tokens so far."""
+
+    percent: int
+    stage: str
+    detail: str | None = None
+    tokens: int | None = None
+
+
+class Lease(NamedTuple):
+    """What a renewal found: whether the claim still owns the job, and whether its owner asked it to stop."""
+
+    owned: bool
+    cancel_requested: bool
+
+
+def renew_lease(session: Session, claim: Claim, lease_seconds: int, progress: Progress | None = None) -> Lease:
+    """Extend the lease and record `progress`, in one statement that also reads a pending cancel."""
     values: dict[str, Any] = {"lease_expires_at": utcnow() + timedelta(seconds=lease_seconds)}
-    if percent is not None:
-        values.update(progress_percent=percent, progress_stage=stage or "")
-    return session.execute(
+    if progress is not None:
+        values.update(progress_percent=progress.percent, progress_stage=progress.stage[:MAX_STAGE_LENGTH],
+                      progress_detail=_bounded(progress.detail, MAX_DETAIL_LENGTH))
+        if progress.tokens is not None:
+            values.update(progress_tokens=progress.tokens)
+    row = session.execute(
         update(Job).where(Job.id == claim.job_id, Job.claim_token == claim.token, Job.status == JobStatus.RUNNING)
-        .values(**values)
-    ).rowcount == 1
+        .values(**values).returning(Job.cancel_requested_at).execution_options(synchronize_session=False)
+    ).first()
+    return Lease(owned=row is not None, cancel_requested=row is not None and row.cancel_requested_at is not None)
 
 
 def cancel_requested(session: Session, job_id: uuid.UUID) -> bool:
@@ -177,13 +208,18 @@ def lock_claimed(session: Session, claim: Claim) -> Job | None:
 
 
 def finish(session: Session, claim: Claim, *, status: JobStatus, result: dict[str, Any] | None = None,
-           error: BaseException | None = None, error_type: str | None = None) -> bool:
-    """End the job of this claim as succeeded, failed or canceled; False if the claim was lost."""
-    fields: dict[str, Any] = {"progress_stage": status}
+           error: BaseException | None = None, error_type: str | None = None,
+           details: dict[str, Any] | None = None) -> bool:
+    """End the job of this claim as succeeded, failed or canceled; False if the claim was lost.
+
+    `details` is what a failure leaves to look at; the caller keeps it small.
+    """
+    fields: dict[str, Any] = {"progress_stage": status, "progress_detail": None}
     if status == JobStatus.SUCCEEDED:
-        fields.update(result=result, progress_percent=100, error_type=None, error_message=None)
+        fields.update(result=result, progress_percent=100, error_type=None, error_message=None, error_details=None)
     if error is not None:
-        fields.update(error_type=error_type or type(error).__name__, error_message=_message(error))
+        fields.update(error_type=error_type or type(error).__name__, error_message=_message(error),
+                      error_details=details)
     return _finish(session, claim.job_id, claim.token, status=status, **fields)
 
 
@@ -192,9 +228,31 @@ def schedule_retry(session: Session, claim: Claim, error: BaseException, delay_s
     return session.execute(
         update(Job).where(Job.id == claim.job_id, Job.claim_token == claim.token, Job.status == JobStatus.RUNNING)
         .values(status=JobStatus.RETRYING, next_retry_at=utcnow() + timedelta(seconds=delay_seconds),
-                error_type=type(error).__name__, error_message=_message(error), claim_token=None,
-                lease_expires_at=None, progress_stage="waiting to retry")
+                error_type=type(error).__name__, error_message=_message(error), error_details=None,
+                claim_token=None, lease_expires_at=None, progress_stage="waiting to retry", progress_detail=None)
     ).rowcount == 1
+
+
+def charge_usage(session: Session, job_id: uuid.UUID, usage: Mapping[str, Mapping[str, int]]) -> int:
+    """Add one attempt's model tokens ({stage: {"prompt_tokens", "completion_tokens"}}) to the job's.
+
+    Every attempt starts counting from zero, so the job's figures are the sum over its attempts.
+    Tokens are charged whatever became of the attempt, and whether or not it still holds the
+    job: they were spent. Returns the job's total.
+    """
+    spent = sum(int(count) for counts in usage.values() for count in counts.values())
+    stored = session.execute(select(Job.token_usage, Job.tokens_used).where(Job.id == job_id).with_for_update()).one()
+    if not spent:
+        return stored.tokens_used
+    merged = {stage: dict(counts) for stage, counts in (stored.token_usage or {}).items()}
+    for stage, counts in usage.items():
+        into = merged.setdefault(stage, {"prompt_tokens": 0, "completion_tokens": 0})
+        for name in ("prompt_tokens", "completion_tokens"):
+            into[name] = into.get(name, 0) + int(counts.get(name, 0))
+    total = stored.tokens_used + spent
+    session.execute(update(Job).where(Job.id == job_id).values(token_usage=merged, tokens_used=total,
+                                                                progress_tokens=total))
+    return total
 
 
 def reap(session: Session, *, now: datetime, hard_limit_seconds: float, grace_seconds: float,
@@ -292,5 +350,8 @@ def _finish(session: Session, job_id: uuid.UUID, token: str | None, *, status: J
 
 
 def _message(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
-    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
+    return _bounded(str(error) or type(error).__name__, MAX_ERROR_LENGTH)
+
+
+def _bounded(text: str | None, limit: int) -> str | None:
+    return text if text is None or len(text) <= limit else text[: limit - 1] + "…"

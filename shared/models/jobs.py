@@ -31,12 +31,21 @@ class Job(Timestamps, Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     progress_percent: Mapped[int] = mapped_column(default=0)
     progress_stage: Mapped[str] = mapped_column(String(64), default=JobStatus.QUEUED)
+    # What is happening inside the stage ("writing bookshop/app.py"), and the tokens spent so far.
+    progress_detail: Mapped[str | None] = mapped_column(String(200))
+    progress_tokens: Mapped[int] = mapped_column(default=0)
     attempts: Mapped[int] = mapped_column(default=0)
     max_attempts: Mapped[int]
     next_retry_at: Mapped[datetime | None]
     error_type: Mapped[str | None] = mapped_column(String(100))
     error_message: Mapped[str | None] = mapped_column(String(2000))
+    # What a permanent failure left to look at (the last failing test output, the plan's errors), bounded.
+    error_details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Model tokens the job used over all its attempts, by stage, and in all: the sum is what the
+    # plan's monthly token budget counts, so it is a column of its own.
+    token_usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    tokens_used: Mapped[int] = mapped_column(default=0)
     # Outbox marker: set once the broker accepted the task message.
     sent_at: Mapped[datetime | None]
     cancel_requested_at: Mapped[datetime | None]

@@ -12,13 +12,17 @@ class PlanOut(BaseModel):
     price_id: str | None
     monthly_generations: int
     concurrent_jobs: int
+    monthly_tokens: int = Field(description="Model tokens (prompt plus completion) the plan allows a month")
 
 
 class PlanList(BaseModel):
     model_config = ConfigDict(json_schema_extra={"example": {"items": [
-        {"name": "free", "price_id": None, "monthly_generations": 20, "concurrent_jobs": 1},
-        {"name": "pro", "price_id": "price_pro_monthly", "monthly_generations": 500, "concurrent_jobs": 3},
-        {"name": "team", "price_id": "price_team_monthly", "monthly_generations": 5000, "concurrent_jobs": 10}]}})
+        {"name": "free", "price_id": None, "monthly_generations": 20, "concurrent_jobs": 1,
+         "monthly_tokens": 1_000_000},
+        {"name": "pro", "price_id": "price_pro_monthly", "monthly_generations": 500, "concurrent_jobs": 3,
+         "monthly_tokens": 25_000_000},
+        {"name": "team", "price_id": "price_team_monthly", "monthly_generations": 5000, "concurrent_jobs": 10,
+         "monthly_tokens": 250_000_000}]}})
 
     items: list[PlanOut]
 
@@ -67,16 +71,22 @@ class Counter(BaseModel):
     limit: int
 
 
+class TokenBudget(Counter):
+    left: int
+
+
 class UsageOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"example": {
         "plan": "free", "period_start": "2026-12-01T00:00:00Z", "resets_at": "2027-01-01T00:00:00Z",
-        "generations": {"used": 3, "limit": 20}, "concurrent_jobs": {"used": 1, "limit": 1}}})
+        "generations": {"used": 3, "limit": 20}, "concurrent_jobs": {"used": 1, "limit": 1},
+        "tokens": {"used": 48_210, "limit": 1_000_000, "left": 951_790}}})
 
     plan: str
     period_start: datetime
     resets_at: datetime
     generations: Counter
     concurrent_jobs: Counter
+    tokens: TokenBudget = Field(description="Model tokens of this month's jobs (failed and canceled ones included)")
 
 
 class WebhookAck(BaseModel):

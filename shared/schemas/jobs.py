@@ -18,7 +18,8 @@ SPEC_REQUIRED = ("the embedded generator needs a structured `spec`; a free-text 
 
 EXAMPLE_JOB = {
     "id": "9d1c7e4a-2b3f-4c5d-8e6f-7a8b9c0d1e2f", "kind": JobKind.FULLSTACK, "status": JobStatus.SUCCEEDED,
-    "project_id": EXAMPLE_PROJECT_ID, "progress": {"percent": 100, "stage": JobStatus.SUCCEEDED}, "attempts": 1,
+    "project_id": EXAMPLE_PROJECT_ID,
+    "progress": {"percent": 100, "stage": JobStatus.SUCCEEDED, "detail": None, "tokens": 0}, "attempts": 1,
     "max_attempts": 4, "next_retry_at": None, "cancel_requested": False, "error": None,
     "result": {"summary": {"kind": "fullstack", "app_name": "bookshop", "provider": "embedded", "entity_count": 2,
                            "file_count": 13, "validation_passed": True, "validation_message": "22 tests passed",
@@ -26,6 +27,7 @@ EXAMPLE_JOB = {
                "files": ["README.md", "bookshop/app.py", "static/index.html", "tests/test_api.py"],
                "added": ["bookshop/app.py", "static/index.html", "tests/test_api.py"], "replaced": ["README.md"],
                "removed": ["notes/app.py"]},
+    "usage": None,
     "created_at": "2026-12-01T09:30:00Z", "updated_at": "2026-12-01T09:30:04Z",
     "started_at": "2026-12-01T09:30:01Z", "finished_at": "2026-12-01T09:30:04Z",
 }
@@ -57,11 +59,34 @@ class IdempotencyHeader(HeaderModel):
 class JobProgress(BaseModel):
     percent: int
     stage: str
+    detail: str | None = Field(None, description="What is happening inside the stage, e.g. the file being written")
+    tokens: int = Field(0, description="Model tokens the job has used so far")
 
 
 class JobError(BaseModel):
     type: str
     message: str
+    details: dict[str, Any] | None = Field(
+        None, description="What a permanent failure left to look at: the last validation report and repair "
+                          "attempts, the plan's errors, the model server's reason, the token cap")
+
+
+class StageUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class JobUsage(BaseModel):
+    """Model tokens the job used, summed over its attempts (failed and canceled ones included)."""
+
+    total_tokens: int
+    stages: dict[str, StageUsage] = Field(description="By stage: plan, generate, repair")
+
+    @classmethod
+    def of(cls, job) -> JobUsage | None:
+        if not job.token_usage and not job.tokens_used:
+            return None
+        return cls(total_tokens=job.tokens_used, stages=job.token_usage or {})
 
 
 class JobOut(BaseModel):
@@ -77,8 +102,10 @@ class JobOut(BaseModel):
     next_retry_at: datetime | None
     cancel_requested: bool
     error: JobError | None
-    result: dict[str, Any] | None = Field(description="When succeeded: a generation's summary, its files, and "
-                                                      "which paths it added, replaced and removed")
+    result: dict[str, Any] | None = Field(description="When succeeded: a generation's summary, the spec it "
+                                                      "built, its files, and which paths it added, replaced "
+                                                      "and removed")
+    usage: JobUsage | None = Field(description="Model tokens used; null when the job called no model")
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -88,11 +115,14 @@ class JobOut(BaseModel):
     def of(cls, job) -> JobOut:
         return cls(
             id=job.id, kind=job.kind, status=job.status, project_id=job.project_id,
-            progress=JobProgress(percent=job.progress_percent, stage=job.progress_stage),
+            progress=JobProgress(percent=job.progress_percent, stage=job.progress_stage, detail=job.progress_detail,
+                                 tokens=job.progress_tokens or 0),
             attempts=job.attempts, max_attempts=job.max_attempts, next_retry_at=job.next_retry_at,
             cancel_requested=job.cancel_requested_at is not None,
-            error=JobError(type=job.error_type, message=job.error_message or "") if job.error_type else None,
-            result=job.result, created_at=job.created_at, updated_at=job.updated_at, started_at=job.started_at,
+            error=JobError(type=job.error_type, message=job.error_message or "", details=job.error_details)
+            if job.error_type else None,
+            result=job.result, usage=JobUsage.of(job), created_at=job.created_at, updated_at=job.updated_at,
+            started_at=job.started_at,
             finished_at=job.finished_at,
         )
 

@@ -72,6 +72,9 @@ class RecordedRequest:
     disconnected: threading.Event = field(default_factory=threading.Event)
     # Set when the peer is done with the request (answered in full, or the client left).
     finished: threading.Event = field(default_factory=threading.Event)
+    # time.monotonic() when the request was read, and when the peer was done with it.
+    received_at: float = field(default_factory=time.monotonic)
+    finished_at: float | None = None
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -174,6 +177,7 @@ def _handler_for(peer: OpenAIPeer) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 request.disconnected.set()
             finally:
+                request.finished_at = time.monotonic()
                 request.finished.set()
 
         def _answer(self, request: RecordedRequest) -> None:

@@ -19,8 +19,8 @@ def test_submission_is_202_with_location_and_retry_after(client, auth_headers):
     assert response.headers["Location"] == f"/api/v2/jobs/{job['id']}"
     assert int(response.headers["Retry-After"]) >= 1
     assert job["status"] == "queued" and job["kind"] == "fullstack" and job["project_id"] == project_id
-    assert job["progress"] == {"percent": 0, "stage": "queued"}
-    assert job["attempts"] == 0 and job["error"] is None and job["result"] is None
+    assert job["progress"] == {"percent": 0, "stage": "queued", "detail": None, "tokens": 0}
+    assert job["attempts"] == 0 and job["error"] is None and job["result"] is None and job["usage"] is None
     polled = client.get(response.headers["Location"], headers=auth_headers)
     assert polled.status_code == 200 and polled.get_json()["id"] == job["id"]
 

@@ -21,7 +21,8 @@ def test_fullstack_job_writes_a_project_whose_own_tests_pass(client, auth_header
     job = submit(client, auth_headers, project_id, THREE_ENTITY_SPEC).get_json()
     finished = wait_for_job(client, auth_headers, job["id"])
     assert finished["status"] == "succeeded", finished
-    assert finished["progress"] == {"percent": 100, "stage": "succeeded"}
+    assert finished["progress"] == {"percent": 100, "stage": "succeeded", "detail": None, "tokens": 0}
+    assert finished["usage"] is None, "the embedded provider calls no model"
     assert finished["attempts"] == 1
     summary = finished["result"]["summary"]
     assert summary["entity_count"] == 3 and summary["validation_passed"] and summary["tests_run"] > 0

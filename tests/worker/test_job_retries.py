@@ -57,5 +57,5 @@ def test_the_last_transient_failure_fails_the_job_clearly(client, auth_headers, 
     job = submit(client, auth_headers, project_id).get_json()
     finished = wait_for_job(client, auth_headers, job["id"])
     assert finished["status"] == "failed" and finished["attempts"] == 3
-    assert finished["error"] == {"type": "ProviderUnavailable", "message": "provider timed out (call 3)"}
+    assert finished["error"] == {"type": "ProviderUnavailable", "message": "provider timed out (call 3)", "details": None}
     assert client.get(f"/api/v2/projects/{project_id}/files", headers=auth_headers).get_json()["items"] == []

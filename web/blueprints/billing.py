@@ -10,7 +10,8 @@ from shared.integrations.stripe_gateway import BillingNotConfigured
 from shared.jobs import submission
 from shared.models.base import utcnow
 from shared.schemas.billing import (
-    CheckoutBody, Counter, InvoiceList, InvoiceOut, PlanList, PlanOut, RedirectOut, SubscriptionOut, UsageOut,
+    CheckoutBody, Counter, InvoiceList, InvoiceOut, PlanList, PlanOut, RedirectOut, SubscriptionOut, TokenBudget,
+    UsageOut,
 )
 from web.auth import current_user
 from web.caching import cache_get, cache_set
@@ -118,9 +119,11 @@ def sync():
 
 @bp.get("/usage", responses=responses({200: UsageOut}, 401), security=BEARER)
 def usage():
-    """This month's generations and the jobs in flight, against the plan's limits."""
+    """This month's generations and model tokens, and the jobs in flight, against the plan's limits."""
     current = billing.usage(db_session(), current_user().id, state().settings)
     return UsageOut(plan=current.plan.name, period_start=current.period_start, resets_at=current.resets_at,
                     generations=Counter(used=current.generations_used, limit=current.plan.monthly_generations),
-                    concurrent_jobs=Counter(used=current.active_jobs, limit=current.plan.concurrent_jobs)
+                    concurrent_jobs=Counter(used=current.active_jobs, limit=current.plan.concurrent_jobs),
+                    tokens=TokenBudget(used=current.tokens_used, limit=current.plan.monthly_tokens,
+                                       left=current.tokens_left)
                     ).model_dump(mode="json")
