@@ -8,7 +8,8 @@ a generation worker (-Q generation -c 2), a worker for the other queues (-Q bill
 without it, and a fresh database: a SQLite file, or a database in a PostgreSQL cluster that this
 script initialises on a free loopback port (never the machine's shared server). Settings are the
 .env.example defaults, except the URLs and secrets (DEVORA_ENV=production on PostgreSQL; production
-refuses SQLite, so development there); `--set NAME=VALUE` overrides any setting.
+refuses SQLite, so development there); `--set NAME=VALUE` overrides any setting. As compose's
+`restart: unless-stopped` would, any service process that exits is started again, and reported.
 
 The load, for --load-seconds: --job-rate generation jobs/s (POST /api/v2/generate/agentic with a
 small valid spec, each job into a project of its own, spread over enough registered users on the team
