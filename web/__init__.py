@@ -7,6 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from redis import Redis
 
 from shared.db import Database
+from shared.events import EventStore
 from shared.integrations.stripe_gateway import StripeGateway
 from shared.logging_setup import configure_logging
 from shared.projects import Limits
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None) -> DevoraOpenAPI:
         producer=make_producer(settings), gateway=StripeGateway(settings),
         redis=Redis.from_url(settings.resolved_state_url, socket_timeout=settings.redis_socket_timeout,
                              socket_connect_timeout=settings.redis_socket_timeout),
-        stream_tokens=StreamTokens(settings))
+        stream_tokens=StreamTokens(settings), events=EventStore.from_settings(settings))
     cache.init_app(app)
     init_request_ids(app)
     init_url_checks(app)

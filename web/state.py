@@ -12,6 +12,7 @@ from redis import Redis
 from sqlalchemy.orm import Session
 
 from shared.db import Database
+from shared.events import EventStore
 from shared.integrations.stripe_gateway import StripeGateway
 from shared.projects import Limits
 from shared.security import TokenService
@@ -31,6 +32,8 @@ class AppState:
     # lazy, no connection until used.
     redis: Redis
     stream_tokens: StreamTokens
+    # Where job events are published for the owners' live streams.
+    events: EventStore
     oauth: OAuth | None = None
     limiter: Limiter | None = None
 

@@ -6,12 +6,14 @@ from celery.signals import worker_process_init
 from redis import Redis
 
 from shared.db import Database
+from shared.events import EventStore
 from shared.integrations.stripe_gateway import StripeGateway
 from shared.settings import Settings
 
 _databases: dict[int, Database] = {}
 _gateways: dict[int, StripeGateway] = {}
 _brokers: dict[int, Redis | None] = {}
+_event_stores: dict[int, EventStore] = {}
 
 
 def settings_of(app: Celery) -> Settings:
@@ -32,6 +34,14 @@ def gateway_of(app: Celery) -> StripeGateway:
     if gateway is None:
         gateway = _gateways[id(app)] = StripeGateway(settings_of(app))
     return gateway
+
+
+def events_of(app: Celery) -> EventStore:
+    """Where the app's job events are published (no connection until the first one)."""
+    store = _event_stores.get(id(app))
+    if store is None:
+        store = _event_stores[id(app)] = EventStore.from_settings(settings_of(app))
+    return store
 
 
 def broker_redis_of(app: Celery) -> Redis | None:

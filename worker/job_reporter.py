@@ -7,6 +7,7 @@ import time
 
 from shared.db import Database
 from shared.jobs import lifecycle
+from shared.jobs.announce import Announcer
 from shared.jobs.lifecycle import Claim, Progress
 
 logger = logging.getLogger(__name__)
@@ -29,9 +30,10 @@ class JobReporter(threading.Thread):
     thread dies with the process, so a killed worker's lease lapses.
     """
 
-    def __init__(self, db: Database, claim: Claim, lease_seconds: int) -> None:
+    def __init__(self, db: Database, claim: Claim, lease_seconds: int, announcer: Announcer) -> None:
         super().__init__(name=f"job-{claim.job_id}", daemon=True)
         self._db, self._claim, self._lease_seconds = db, claim, lease_seconds
+        self._announcer = announcer
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._pending: Progress | None = None
@@ -79,6 +81,9 @@ class JobReporter(threading.Thread):
                     renew_at, written_at = now + self._lease_seconds / 3, now
                     if self.lost:
                         return
+                    if progress is not None:
+                        # Committed: watchers may now see it, and the row agrees with them.
+                        self._announcer.progress(progress)
                 else:
                     with self._db.transaction() as session:
                         self.cancel_requested = lifecycle.cancel_requested(session, self._claim.job_id)

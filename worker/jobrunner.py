@@ -4,23 +4,27 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from datetime import timedelta
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from shared import logcontext
 from shared.db import Database
 from shared.errors import DomainError
 from shared.jobs import lifecycle
+from shared.jobs.announce import Announcer
 from shared.jobs.lifecycle import Claim, Progress, backoff_seconds
 from shared.jobs.states import JobStatus
 from shared.models import Job
+from shared.models.base import utcnow
 from shared.settings import Settings
-from worker.context import database_of, settings_of
+from worker.context import database_of, events_of, settings_of
 from worker.job_reporter import JobReporter
 
 logger = logging.getLogger(__name__)
@@ -67,6 +71,7 @@ class JobContext:
     settings: Settings
     db: Database = field(repr=False)
     _reporter: JobReporter = field(repr=False)
+    announcer: Announcer = field(repr=False)
     # Model tokens the job has used, its earlier attempts included.
     tokens_used: int = 0
 
@@ -94,13 +99,15 @@ def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
     settings, db = settings_of(task.app), database_of(task.app)
     logcontext.job_id.set(job_id)
     worker = f"{task.request.hostname or 'worker'}:{os.getpid()}"
-    with db.transaction() as session:
-        claim = lifecycle.claim_job(session, uuid.UUID(job_id), worker, settings.job_lease_seconds)
-        job = session.get(Job, claim.job_id) if isinstance(claim, Claim) else None
-        if job is not None:
-            reporter = JobReporter(db, claim, settings.job_lease_seconds)
-            context = JobContext(job.id, job.owner_id, job.project_id, job.kind, dict(job.payload), claim.attempt,
-                                 settings, db, reporter, tokens_used=job.tokens_used)
+    try:
+        claim, context = _claim(task, db, settings, uuid.UUID(job_id), worker)
+    except OperationalError as error:
+        # The database is away (a restart, a failover): this delivery comes back later instead of
+        # being acknowledged with the job left queued for the reaper.
+        delay = backoff_seconds(settings, task.request.retries + 1)
+        logger.warning("job %s: database unavailable (%s); trying again in %.1f s", job_id, type(error).__name__,
+                       delay)
+        raise task.retry(countdown=delay, max_retries=None) from None
     if not isinstance(claim, Claim):
         if claim.finished:
             logger.info("job %s: nothing to do, it has finished", job_id)
@@ -109,6 +116,8 @@ def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
         raise task.retry(countdown=claim.retry_in, max_retries=None)
 
     logger.info("job %s: attempt %s of %s on %s", job_id, claim.attempt, claim.max_attempts, worker)
+    announcer, reporter = context.announcer, context._reporter
+    announcer.started(claim.attempt, claim.max_attempts)
     reporter.start()
     try:
         try:
@@ -117,63 +126,90 @@ def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
             # Stopped before the job's end is written, so no progress write can compete with it.
             reporter.stop()
     except JobCanceled:
-        _end(db, claim, status=JobStatus.CANCELED)
+        _end(db, claim, announcer, status=JobStatus.CANCELED)
     except ClaimLost:
         logger.warning("job %s: lease lost to another delivery; stopping without writing", job_id)
     except SoftTimeLimitExceeded as error:
-        _end(db, claim, status=JobStatus.FAILED, error=error, error_type="TimeLimitExceeded")
+        _end(db, claim, announcer, status=JobStatus.FAILED, error=error, error_type="TimeLimitExceeded")
     except JobFailed as failure:
         logger.warning("job %s failed: %s: %s", job_id, failure.error_type, failure)
-        _end(db, claim, status=JobStatus.FAILED, error=failure, error_type=failure.error_type,
+        _end(db, claim, announcer, status=JobStatus.FAILED, error=failure, error_type=failure.error_type,
              details=failure.details)
     except transient as error:
-        _retry_or_fail(task, db, settings, claim, error)
+        _retry_or_fail(task, db, settings, claim, announcer, error)
     except DomainError as error:
         # An expected refusal (billing not configured, a project over its limits): no traceback.
         logger.warning("job %s failed: %s", job_id, error)
-        _end(db, claim, status=JobStatus.FAILED, error=error)
+        _end(db, claim, announcer, status=JobStatus.FAILED, error=error)
     except Exception as error:  # noqa: BLE001 - any other failure is permanent and recorded on the job
         logger.exception("job %s failed", job_id)
-        _end(db, claim, status=JobStatus.FAILED, error=error)
+        _end(db, claim, announcer, status=JobStatus.FAILED, error=error)
     else:
         try:
-            _succeed(db, claim, outcome)
+            _succeed(db, claim, announcer, outcome)
         except transient as error:
             # Storing the result hit a transient failure (a deadlock, a lost connection): the
             # work is redone on the next attempt rather than left running until the reaper.
-            _retry_or_fail(task, db, settings, claim, error)
+            _retry_or_fail(task, db, settings, claim, announcer, error)
 
 
-def _succeed(db: Database, claim: Claim, outcome: JobOutcome) -> None:
+def _claim(task: Task, db: Database, settings: Settings, job_id: uuid.UUID,
+           worker: str) -> tuple[Claim | lifecycle.ClaimRefused, JobContext | None]:
+    """Claim the job for this delivery and build what its work sees (committed before any work starts)."""
+    with db.transaction() as session:
+        claim = lifecycle.claim_job(session, job_id, worker, settings.job_lease_seconds)
+        if not isinstance(claim, Claim):
+            return claim, None
+        job = session.get(Job, claim.job_id)
+        announcer = Announcer(events_of(task.app), job.owner_id, job.id)
+        reporter = JobReporter(db, claim, settings.job_lease_seconds, announcer)
+        return claim, JobContext(job.id, job.owner_id, job.project_id, job.kind, dict(job.payload), claim.attempt,
+                                 settings, db, reporter, announcer, tokens_used=job.tokens_used)
+
+
+def _succeed(db: Database, claim: Claim, announcer: Announcer, outcome: JobOutcome) -> None:
     try:
         with db.transaction() as session:
             job = lifecycle.lock_claimed(session, claim)
             if job is None:
                 return
             if job.cancel_requested_at is not None:
-                lifecycle.finish(session, claim, status=JobStatus.CANCELED)
-                return
-            if outcome.apply:
-                outcome.apply(session, job)
-            lifecycle.finish(session, claim, status=JobStatus.SUCCEEDED, result=outcome.result)
+                ended = lifecycle.finish(session, claim, status=JobStatus.CANCELED)
+                status = JobStatus.CANCELED
+            else:
+                if outcome.apply:
+                    outcome.apply(session, job)
+                ended = lifecycle.finish(session, claim, status=JobStatus.SUCCEEDED, result=outcome.result)
+                status = JobStatus.SUCCEEDED
     except DomainError as error:
         # The result could not be stored (the project was deleted or would exceed its limits).
-        _end(db, claim, status=JobStatus.FAILED, error=error, error_type="ResultRejected")
+        _end(db, claim, announcer, status=JobStatus.FAILED, error=error, error_type="ResultRejected")
+        return
+    if ended:
+        files = outcome.result.get("files") if status == JobStatus.SUCCEEDED else None
+        announcer.finished(status, files=len(files) if files is not None else None)
 
 
-def _retry_or_fail(task: Task, db: Database, settings: Settings, claim: Claim, error: BaseException) -> None:
+def _retry_or_fail(task: Task, db: Database, settings: Settings, claim: Claim, announcer: Announcer,
+                   error: BaseException) -> None:
     if claim.attempt >= claim.max_attempts:
         logger.warning("job %s: %s on the last attempt; giving up", claim.job_id, type(error).__name__)
-        _end(db, claim, status=JobStatus.FAILED, error=error)
+        _end(db, claim, announcer, status=JobStatus.FAILED, error=error)
         return
     # A service that said when to come back (a 429's Retry-After) is not asked sooner.
     delay = backoff_seconds(settings, claim.attempt, getattr(error, "retry_after", None))
     logger.warning("job %s: %s; retrying in %.1f s", claim.job_id, type(error).__name__, delay)
     with db.transaction() as session:
-        lifecycle.schedule_retry(session, claim, error, delay)
+        scheduled = lifecycle.schedule_retry(session, claim, error, delay)
+    if scheduled:
+        announcer.retrying(claim.attempt, utcnow() + timedelta(seconds=delay), type(error).__name__)
     raise task.retry(countdown=delay, max_retries=None, exc=error)
 
 
-def _end(db: Database, claim: Claim, **how: Any) -> None:
+def _end(db: Database, claim: Claim, announcer: Announcer, **how: Any) -> None:
     with db.transaction() as session:
-        lifecycle.finish(session, claim, **how)
+        ended = lifecycle.finish(session, claim, **how)
+    if ended:
+        error = how.get("error")
+        error_type = how.get("error_type") or (type(error).__name__ if error else None)
+        announcer.finished(how["status"], error_type=error_type, error_message=str(error) if error else None)

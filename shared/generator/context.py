@@ -38,6 +38,7 @@ class ProgressUpdate:
 ProgressCallback = Callable[[int, str], None]
 UpdateCallback = Callable[[ProgressUpdate], None]
 CancelCheck = Callable[[], bool]
+FileCallback = Callable[[str, str], None]
 
 
 class RunContext:
@@ -48,10 +49,11 @@ class RunContext:
     """
 
     def __init__(self, on_progress: ProgressCallback | None = None, on_update: UpdateCallback | None = None,
-                 should_cancel: CancelCheck | None = None) -> None:
+                 should_cancel: CancelCheck | None = None, on_file: FileCallback | None = None) -> None:
         self._on_progress = on_progress
         self._on_update = on_update
         self._should_cancel = should_cancel
+        self._on_file = on_file
         self.stage = ""
         self._start = self._end = self._percent = 0
         self._last_progress: tuple[int, str] | None = None
@@ -75,6 +77,11 @@ class RunContext:
             fraction = min(max(fraction, 0.0), 1.0)
             percent = max(percent, min(self._end - 1, self._start + int(fraction * (self._end - self._start))))
         self._emit(percent, detail, pending_tokens)
+
+    def file(self, path: str, action: str) -> None:
+        """Tell the watchers a file of the run was written (or rewritten by a repair)."""
+        if self._on_file is not None:
+            self._on_file(path, action)
 
     def cancel_requested(self) -> bool:
         return self._should_cancel is not None and bool(self._should_cancel())

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from shared.generator.context import CancelCheck, ProgressCallback, RunContext, UpdateCallback
+from shared.generator.context import CancelCheck, FileCallback, ProgressCallback, RunContext, UpdateCallback
 from shared.generator.errors import GenerationError, GenerationFailed, UsageByStage
 from shared.generator.provider import EmbeddedProvider, GenerationProvider, GenerationRequest
 from shared.generator.validate import ValidationReport, default_sandbox, validate_project
@@ -65,6 +65,7 @@ def run_pipeline(
     on_progress: ProgressCallback | None = None,
     on_update: UpdateCallback | None = None,
     should_cancel: CancelCheck | None = None,
+    on_file: FileCallback | None = None,
     validate_timeout: float = 60.0,
     max_repairs: int = 2,
     sandbox: Sandbox | None = None,
@@ -82,12 +83,22 @@ def run_pipeline(
     provider = provider if provider is not None else EmbeddedProvider()
     sandbox = sandbox if sandbox is not None else default_sandbox()
     sandbox.require()
-    run = RunContext(on_progress, on_update, should_cancel)
+    run = RunContext(on_progress, on_update, should_cancel, on_file)
     try:
         return _run(request, provider, run, validate_timeout, max_repairs, sandbox)
     except GenerationError as error:
         error.usage = run.usage()
         raise
+
+
+def _announce_files(run: RunContext, files: Mapping[str, str], before: Mapping[str, str]) -> None:
+    """One step per file written (in path order), moving the percent through the stage."""
+    changed = sorted(path for path, content in files.items() if before.get(path) != content)
+    for index, path in enumerate(changed, 1):
+        run.file(path, "written")
+        run.report(fraction=index / len(changed), detail=f"wrote {path}")
+    for path in sorted(set(before) - set(files)):
+        run.file(path, "deleted")
 
 
 def _run(request: GenerationRequest, provider: GenerationProvider, run: RunContext, validate_timeout: float,
@@ -96,6 +107,7 @@ def _run(request: GenerationRequest, provider: GenerationProvider, run: RunConte
     plan = provider.plan(request, run)
     run.enter("generate", _GENERATE, _VALIDATE)
     files = dict(provider.generate(plan, run))
+    _announce_files(run, files, {})
     run.enter("validate", _VALIDATE, _REPAIR_START)
     report = validate_project(files, validate_timeout, sandbox)
 
@@ -105,7 +117,9 @@ def _run(request: GenerationRequest, provider: GenerationProvider, run: RunConte
         start = _REPAIR_START + attempts * step
         attempts += 1
         run.enter("repair", start, start + step // 2)
-        files = dict(provider.repair(plan, files, report, run))
+        repaired = dict(provider.repair(plan, files, report, run))
+        _announce_files(run, repaired, files)
+        files = repaired
         run.enter("validate", start + step // 2, start + step)
         report = validate_project(files, validate_timeout, sandbox)
     if not report.passed:

@@ -24,7 +24,7 @@ from shared.schemas.admin import (
 )
 from shared.schemas.jobs import JobOut
 from web.auth import current_user
-from web.dispatch import enqueue
+from web.dispatch import announcer, enqueue, enqueue_new_job
 from web.extensions import cache
 from web.openapi import BEARER, responses
 from web.state import db_session, state
@@ -77,7 +77,7 @@ def retry_job(path: AdminJobPath):
     admin.record_audit(session, current_user(), "jobs.retry", "job", str(job.id),
                        {**before, "kind": job.kind, "owner_id": str(job.owner_id)})
     session.commit()
-    enqueue(job)
+    enqueue_new_job(job)
     session.refresh(job)
     return _admin_job(job, session.get(User, job.owner_id).email).model_dump(mode="json"), 202
 
@@ -98,6 +98,8 @@ def replay_jobs(body: ReplayBody):
                         "count": len(requeued), "job_ids": job_ids})
     session.commit()
     JOBS.hand_over_all(state().producer, state().db, [JOBS.dispatch(job) for job in requeued])
+    for job in requeued:
+        announcer(job).queued(job.kind)
     return ReplayOut(count=len(requeued), dry_run=False, job_ids=job_ids).model_dump(mode="json"), 202
 
 

@@ -15,7 +15,7 @@ from shared.schemas.billing import (
 )
 from web.auth import current_user
 from web.caching import cache_get, cache_set
-from web.dispatch import enqueue
+from web.dispatch import enqueue_new_job
 from web.metrics import JOBS_SUBMITTED
 from web.openapi import BEARER, responses
 from web.responses import JOB_ACCEPTED, job_accepted
@@ -113,7 +113,7 @@ def sync():
     job = submission.submit_billing_sync(session, state().settings, current_user().id)
     session.commit()
     JOBS_SUBMITTED.labels(job.kind).inc()
-    enqueue(job)
+    enqueue_new_job(job)
     return job_accepted(job, replayed=False)
 
 

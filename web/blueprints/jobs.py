@@ -10,6 +10,7 @@ from shared.jobs import lifecycle
 from shared.jobs.states import FINISHED, JobStatus
 from shared.schemas.jobs import IfNoneMatchHeader, JobListQuery, JobOut, JobPage, JobPath
 from web.auth import current_user
+from web.dispatch import announcer
 from web.openapi import BEARER, responses
 from web.state import db_session, state
 
@@ -51,4 +52,8 @@ def cancel_job(path: JobPath):
     session = db_session()
     job = lifecycle.request_cancel(session, lifecycle.get_owned(session, current_user().id, path.job_id))
     session.commit()
-    return JobOut.of(job).model_dump(mode="json"), 200 if job.status == JobStatus.CANCELED else 202
+    if job.status == JobStatus.CANCELED:
+        announcer(job).finished(JobStatus.CANCELED)
+        return JobOut.of(job).model_dump(mode="json"), 200
+    # A running job stops at its next step; its worker announces the end.
+    return JobOut.of(job).model_dump(mode="json"), 202

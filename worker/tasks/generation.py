@@ -94,7 +94,7 @@ def generate(ctx: JobContext) -> JobOutcome:
         result = run_pipeline(
             ctx.payload.get("spec"), ctx.kind, prompt=ctx.payload.get("prompt"),
             provider=get_provider(settings.generation_provider, settings),
-            on_update=on_update, should_cancel=ctx.cancel_requested,
+            on_update=on_update, should_cancel=ctx.cancel_requested, on_file=ctx.announcer.file,
             validate_timeout=settings.job_validate_timeout_seconds, max_repairs=settings.job_max_repairs,
             sandbox=Sandbox.from_settings(settings),
         )
