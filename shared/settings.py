@@ -185,6 +185,10 @@ class Settings(BaseSettings):
     sandbox_python: str | None = None
     # A queued job younger than this may still be on its way to the broker from the web process.
     outbox_grace_seconds: float = Field(10.0, ge=0)
+    # A message sent this long ago whose job or event nobody picked up is taken as lost (a worker
+    # killed with it, a broker failover) and sent again; a second delivery is a no-op, as every
+    # delivery claims its row first.
+    outbox_resend_after_seconds: float = Field(120.0, ge=10)
     idempotency_key_ttl_seconds: int = Field(86400, ge=60)
     broker_timeout_seconds: float = Field(1.0, gt=0)
     ratelimit_generate_agentic: str = "10 per minute"

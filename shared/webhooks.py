@@ -122,8 +122,11 @@ def process(db: Database, gateway: StripeGateway, settings: Settings, row_id: uu
         logger.info("webhook %s (%s): %s", row.stripe_event_id, row.type, status)
         return None
     except TRANSIENT as error:
-        with db.transaction() as session:
-            delay = _record_failure(session, row_id, error, retry=True, settings=settings)
+        try:
+            with db.transaction() as session:
+                delay = _record_failure(session, row_id, error, retry=True, settings=settings)
+        except OperationalError:
+            return _unrecorded(row_id, error, settings)
         if delay is None:
             logger.error("webhook event %s failed on its last attempt: %s", row_id, type(error).__name__)
         else:
@@ -131,9 +134,20 @@ def process(db: Database, gateway: StripeGateway, settings: Settings, row_id: uu
         return delay
     except Exception as error:  # noqa: BLE001 - a permanent failure is recorded and can be replayed
         logger.exception("webhook event %s failed", row_id)
-        with db.transaction() as session:
-            _record_failure(session, row_id, error, retry=False, settings=settings)
+        try:
+            with db.transaction() as session:
+                _record_failure(session, row_id, error, retry=False, settings=settings)
+        except OperationalError:
+            return _unrecorded(row_id, error, settings)
         return None
+
+
+def _unrecorded(row_id: uuid.UUID, error: BaseException, settings: Settings) -> float:
+    """The database is away, so not even the failure can be written: try the whole delivery again later."""
+    delay = backoff_seconds(settings, 1)
+    logger.warning("webhook event %s: %s, and the database is unavailable; trying again in %.1f s", row_id,
+                   type(error).__name__, delay)
+    return delay
 
 
 Handler = Callable[[Session, dict[str, Any], int, StripeGateway, Settings], dict[str, Any]]

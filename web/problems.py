@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask, Response, current_app, json, request
 from flask_limiter import RateLimitExceeded
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import DomainError
@@ -93,6 +94,15 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ValidationError)
     def _validation(error: ValidationError) -> Response:
         return validation_problem(error)
+
+    @app.errorhandler(OperationalError)
+    def _database_unavailable(error: OperationalError) -> Response:
+        # A restart, a failover or a lock held too long: nothing was stored, so the client may
+        # send the same request again (with its Idempotency-Key, where it has one).
+        logger.warning("database unavailable on %s %s: %s", request.method, request.path,
+                       type(error.orig).__name__ if error.orig else type(error).__name__)
+        return problem(503, "Service unavailable", "the database is unavailable for a moment; try again shortly",
+                       slug="database-unavailable", headers={"Retry-After": "2"})
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:

@@ -22,6 +22,7 @@ from shared.jobs.kinds import TaskName, task_for
 from shared.jobs.states import JobStatus, WebhookStatus
 from shared.models import Job, WebhookEvent
 from shared.models.base import utcnow
+from shared.settings import Settings
 from shared.taskqueue import send
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,9 @@ class Outbox:
     # The columns `task_of` reads, so a sweep selects only those.
     columns: tuple[Any, ...]
     task_of: Callable[[Any], TaskName]
-    # Rows to (re)send at `now`, given the grace that covers a send still in flight.
-    due: Callable[[datetime, float], ColumnElement[bool]]
+    # Rows to (re)send at `now`, given the grace that covers a send still in flight and the age
+    # after which a message nobody picked up counts as lost.
+    due: Callable[[datetime, float, float], ColumnElement[bool]]
     # When a row arrived: the oldest are sent first.
     arrived: Any
 
@@ -77,37 +79,34 @@ class Outbox:
                 return sent
         return len(dispatches)
 
-    def pending(self, session: Session, *, now: datetime, grace_seconds: float,
+    def pending(self, session: Session, *, now: datetime, grace_seconds: float, resend_after_seconds: float,
                 limit: int = SWEEP_BATCH) -> list[Dispatch]:
-        rows = session.execute(select(self.model.id, *self.columns).where(self.due(now, grace_seconds))
+        rows = session.execute(select(self.model.id, *self.columns)
+                               .where(self.due(now, grace_seconds, resend_after_seconds))
                                .order_by(self.arrived).limit(limit)).all()
         return [self.dispatch(row) for row in rows]
 
-    def sweep(self, producer: Celery, db: Database, *, grace_seconds: float) -> int:
+    def sweep(self, producer: Celery, db: Database, settings: Settings) -> int:
         """Send every row that is due; returns how many the broker accepted."""
         with db.transaction() as session:
-            due = self.pending(session, now=utcnow(), grace_seconds=grace_seconds)
+            due = self.pending(session, now=utcnow(), grace_seconds=settings.outbox_grace_seconds,
+                               resend_after_seconds=settings.outbox_resend_after_seconds)
         return self.hand_over_all(producer, db, due)
 
 
-def _jobs_due(now: datetime, grace_seconds: float) -> ColumnElement[bool]:
+def _jobs_due(now: datetime, grace_seconds: float, _resend_after: float) -> ColumnElement[bool]:
     # A queued job whose message was lost is put back here by the reaper (`lifecycle.reap`).
     return (Job.status == JobStatus.QUEUED) & Job.sent_at.is_(None) & \
         (Job.created_at <= now - timedelta(seconds=grace_seconds))
 
 
-# Long enough that a busy queue is not mistaken for a lost message; processing claims each
-# event, so sending one twice costs a no-op at worst.
-WEBHOOK_LOST_AFTER_SECONDS = 600
-
-
-def _events_due(now: datetime, grace_seconds: float) -> ColumnElement[bool]:
+def _events_due(now: datetime, grace_seconds: float, resend_after_seconds: float) -> ColumnElement[bool]:
     """Never handed to the broker, sent but not picked up for a long time (the message was lost,
     say with a killed worker), or whose retry message never came back."""
     cutoff = now - timedelta(seconds=grace_seconds)
     received = WebhookEvent.status == WebhookStatus.RECEIVED
     return or_(received & WebhookEvent.sent_at.is_(None) & (WebhookEvent.received_at <= cutoff),
-               received & (WebhookEvent.sent_at < now - timedelta(seconds=WEBHOOK_LOST_AFTER_SECONDS)),
+               received & (WebhookEvent.sent_at < now - timedelta(seconds=resend_after_seconds)),
                (WebhookEvent.status == WebhookStatus.RETRYING)
                & (WebhookEvent.next_retry_at < cutoff - timedelta(seconds=60))
                # not resent since: one resend per missed retry, not one per sweep

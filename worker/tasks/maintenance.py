@@ -19,11 +19,11 @@ logger = logging.getLogger(__name__)
 @shared_task(name=TaskName.MAINTENANCE_REQUEUE_UNSENT_JOBS, bind=True)
 def requeue_unsent_jobs(self) -> int:
     """Send queued jobs the broker never received (it was down when they were submitted, or lost its data)."""
-    db, grace = database_of(self.app), settings_of(self.app).outbox_grace_seconds
+    db, settings = database_of(self.app), settings_of(self.app)
     if _broker_lost_data(broker_redis_of(self.app), db):
         # The events' own sweep may just have run; they go out now, not on its next turn.
-        WEBHOOK_EVENTS.sweep(self.app, db, grace_seconds=grace)
-    sent = JOBS.sweep(self.app, db, grace_seconds=grace)
+        WEBHOOK_EVENTS.sweep(self.app, db, settings)
+    sent = JOBS.sweep(self.app, db, settings)
     if sent:
         logger.info("requeued %s unsent job(s)", sent)
     return sent
@@ -53,7 +53,7 @@ def reap_stuck_jobs(self) -> dict[str, int]:
     with db.transaction() as session:
         requeued, failed = lifecycle.reap(
             session, now=utcnow(), hard_limit_seconds=settings.job_hard_time_limit_seconds,
-            grace_seconds=settings.job_lease_seconds, lost_message_seconds=settings.broker_visibility_timeout)
+            grace_seconds=settings.job_lease_seconds, lost_message_seconds=settings.outbox_resend_after_seconds)
     if requeued or failed:
         logger.warning("stuck jobs: %s requeued, %s failed", requeued, failed)
     return {"requeued": requeued, "failed": failed}

@@ -26,8 +26,7 @@ def process_stripe_event(self, event_row_id: str) -> None:
 @shared_task(name=TaskName.WEBHOOKS_ENQUEUE_UNPROCESSED, bind=True)
 def enqueue_unprocessed(self) -> int:
     """Send stored events the broker never received (it was down when they arrived)."""
-    sent = WEBHOOK_EVENTS.sweep(self.app, database_of(self.app),
-                                grace_seconds=settings_of(self.app).outbox_grace_seconds)
+    sent = WEBHOOK_EVENTS.sweep(self.app, database_of(self.app), settings_of(self.app))
     if sent:
         logger.info("enqueued %s unprocessed webhook event(s)", sent)
     return sent
