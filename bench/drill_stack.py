@@ -218,7 +218,7 @@ def seed(settings: Any, users: int, projects_each: int) -> tuple[list[User], dic
             account.stripe_customer_id = f"cus_drill_{i:03d}"
             made = [projects.create_project(session, user.id, f"drill-{k}", None) for k in range(projects_each)]
             session.flush()
-            seeded.append(User(user.id, tokens.issue(user.id, user.role), account.stripe_customer_id,
+            seeded.append(User(user.id, tokens.issue(user.id, user.role, uuid.uuid4()), account.stripe_customer_id,
                                [str(p.id) for p in made]))
     with db.sessions() as session:
         base = dict(session.execute(select(UserRow.id, UserRow.content_version)).all())
