@@ -20,6 +20,7 @@ def make_engine(settings: Settings) -> Engine:
         _ensure_sqlite_dir(url)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "before_cursor_execute", _sqlite_lock_for_update)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
@@ -38,6 +39,17 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_lock_for_update(_conn, cursor, _statement, _parameters, context, _executemany) -> None:
+    # SQLite has no SELECT ... FOR UPDATE, and pysqlite begins a transaction only at the first
+    # write, so a read-check-write (a quota, a project's files) could act on what another
+    # writer has since changed. A locking read takes the database's write lock instead, as
+    # its first statement; later reads then see every committed write and none can follow.
+    compiled = context.compiled
+    if compiled is not None and getattr(compiled.statement, "_for_update_arg", None) is not None \
+            and not cursor.connection.in_transaction:
+        cursor.execute("BEGIN IMMEDIATE")
 
 
 class Database:

@@ -151,6 +151,9 @@ def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
             # Storing the result hit a transient failure (a deadlock, a lost connection): the
             # work is redone on the next attempt rather than left running until the reaper.
             _retry_or_fail(task, db, settings, claim, announcer, error)
+        except Exception as error:  # noqa: BLE001 - a result that cannot be stored must not leave the job running
+            logger.exception("job %s: its result could not be stored", job_id)
+            _end(db, claim, announcer, status=JobStatus.FAILED, error=error, error_type="ResultRejected")
 
 
 def _claim(task: Task, db: Database, settings: Settings, job_id: uuid.UUID,
