@@ -169,7 +169,7 @@ def jobs_watch(job_id, interval: float, stream_url: str | None, poll_only: bool)
     installation's SECRET_KEY), and polls the database when the stream cannot be reached.
     """
     from shared.db import Database
-    from shared.jobs.states import FINISHED, JobStatus
+    from shared.jobs.states import JobStatus
     from shared.models import Job
     from shared.sse import StreamUnavailable
 

@@ -39,13 +39,12 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import (  # noqa: E402
-    ROOT, celery_worker, embedded_redis, free_port, fresh_database, gunicorn, running, serve,
-)
+from bench.harness import ROOT, celery_worker, embedded_redis, fresh_database, gunicorn  # noqa: E402
 from bench.jobs import (  # noqa: E402
     PLAN_LIMITS, QUEUES, SPEC, UNLIMITED, job_rows, percentile, seed, settings_for, span,
 )
 from tests.llm_helpers import files_answer, implementation  # noqa: E402
+from tests.peers.processes import free_port, running, serve  # noqa: E402
 from tests.peers.openai_peer import OpenAIPeer, RecordedRequest, Reply  # noqa: E402
 
 if TYPE_CHECKING:

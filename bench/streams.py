@@ -28,7 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import ROOT, embedded_redis, free_port, fresh_database, gunicorn, serve, wrk  # noqa: E402
+from bench.harness import ROOT, embedded_redis, fresh_database, gunicorn, wrk  # noqa: E402
+from tests.peers.processes import free_port, serve  # noqa: E402
 
 # Recording modes the parent sets for the clients' process.
 OFF, LOADED, QUIET = 0, 1, 2

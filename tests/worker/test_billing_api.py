@@ -1,7 +1,6 @@
 """Plans, checkout, portal, subscription, invoices and quotas over HTTP, with Stripe played by the stub."""
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
