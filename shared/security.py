@@ -5,6 +5,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -59,6 +60,11 @@ class AccessClaims:
     session_id: uuid.UUID | None = None
 
 
+# Verified tokens remembered per process: a client polling with one token pays for its
+# signature and claim checks once, not on every request.
+VERIFIED_TOKENS_KEPT = 4096
+
+
 class TokenService:
     """Issues and checks short-lived HS256 access tokens bound to our issuer and audience."""
 
@@ -73,6 +79,9 @@ class TokenService:
             exp={"essential": True},
             sub={"essential": True},
         )
+        # token -> (claims, expiry); keyed by the whole token, so only that exact string matches.
+        self._verified: dict[str, tuple[AccessClaims, float]] = {}
+        self._verified_lock = threading.Lock()
 
     def issue(self, user_id: uuid.UUID, role: str, session_id: uuid.UUID) -> str:
         now = int(time.time())
@@ -82,11 +91,21 @@ class TokenService:
 
     def verify(self, token: str) -> AccessClaims | None:
         """The token's claims, or None when the signature, exp, iss or aud is wrong."""
+        kept = self._verified.get(token)
+        if kept is not None and time.time() < kept[1]:
+            return kept[0]
         try:
             decoded = jwt.decode(token, self._key, algorithms=["HS256"])
             self._claims.validate(decoded.claims)
             sid = decoded.claims.get("sid")
-            return AccessClaims(uuid.UUID(decoded.claims["sub"]), str(decoded.claims.get("role", "user")),
-                                uuid.UUID(sid) if sid else None)
+            claims = AccessClaims(uuid.UUID(decoded.claims["sub"]), str(decoded.claims.get("role", "user")),
+                                  uuid.UUID(sid) if sid else None)
+            expires_at = float(decoded.claims["exp"])
         except (JoseError, ValueError, KeyError, TypeError):
             return None
+        with self._verified_lock:
+            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+                # The oldest entry goes first (dicts keep insertion order).
+                self._verified.pop(next(iter(self._verified)))
+            self._verified[token] = (claims, expires_at)
+        return claims

@@ -11,6 +11,7 @@ from shared.events import EventStore
 from shared.integrations.stripe_gateway import StripeGateway
 from shared.logging_setup import configure_logging
 from shared.projects import Limits
+from shared.quick_reads import QuickReads
 from shared.schemas.common import ValidationProblem
 from shared.security import TokenService
 from shared.settings import Settings, load_settings
@@ -21,6 +22,7 @@ from web.blueprints import BLUEPRINTS
 from web.auth import init_authentication
 from web.caching import JSONCacheSerializer
 from web.converters import FilePathConverter, IdConverter
+from web.cookie_session import CookieSessionInterface
 from web.cors import init_cors
 from web.extensions import cache
 from web.json_bodies import require_json_bodies
@@ -51,6 +53,7 @@ def create_app(settings: Settings | None = None) -> DevoraOpenAPI:
         doc_url="/openapi.json",
     )
     app.config.update(_flask_config(settings))
+    app.session_interface = CookieSessionInterface()
     app.url_map.converters["filepath"] = FilePathConverter
     app.url_map.converters["uuid"] = IdConverter
     # A doubled slash in a file path is an error to report, not a URL to redirect.
@@ -61,12 +64,14 @@ def create_app(settings: Settings | None = None) -> DevoraOpenAPI:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops,
                                 x_proto=settings.trusted_proxy_hops, x_host=0)
 
+    database = Database(settings)
     app.extensions["devora"] = AppState(
-        settings=settings, db=Database(settings), tokens=TokenService(settings), limits=Limits.from_settings(settings),
+        settings=settings, db=database, tokens=TokenService(settings), limits=Limits.from_settings(settings),
         producer=make_producer(settings), gateway=StripeGateway(settings),
         redis=Redis.from_url(settings.resolved_state_url, socket_timeout=settings.redis_socket_timeout,
                              socket_connect_timeout=settings.redis_socket_timeout),
-        stream_tokens=StreamTokens(settings), events=EventStore.from_settings(settings))
+        stream_tokens=StreamTokens(settings), events=EventStore.from_settings(settings),
+        reads=QuickReads(database.engine))
     cache.init_app(app)
     init_request_ids(app)
     init_url_checks(app)

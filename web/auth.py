@@ -7,17 +7,16 @@ their input is validated, so the document and the behaviour cannot drift apart.
 from __future__ import annotations
 
 import re
+import uuid
 
 from flask import g, request
 from flask_limiter.util import get_remote_address
 from flask_openapi3 import OpenAPI
 
-from sqlalchemy import false, select
-
 from shared import logcontext
-from shared.accounts import session_revoked
 from shared.errors import Unauthorized
 from shared.models import User
+from shared.quick_reads import Account
 from shared.security import AccessClaims
 from web.state import db_session, state
 
@@ -35,30 +34,38 @@ def bearer_claims() -> AccessClaims | None:
     return g.bearer_claims
 
 
-def current_user_id():
-    """The user id of a valid bearer token, without loading the account (cheap polling paths)."""
+def authenticated_account() -> Account:
+    """The active account of the request's bearer token, or a 401 problem (read once per request).
+
+    One read answers both: the account is active, and the login the token belongs to was not
+    logged out (nor revoked for refresh-token reuse) since it was issued.
+    """
+    if "account" in g:
+        return g.account
     claims = bearer_claims()
     if claims is None:
         raise Unauthorized("a valid bearer access token is required", headers=_CHALLENGE)
-    return claims.user_id
+    account = state().reads.account(claims.user_id, claims.session_id)
+    if account is None or not account.is_active:
+        raise Unauthorized("the account for this token no longer exists", headers=_CHALLENGE)
+    if account.logged_out:
+        raise Unauthorized("this login was logged out; log in again", headers=_CHALLENGE)
+    g.account = account
+    return account
+
+
+def current_user_id() -> uuid.UUID:
+    """The authenticated user's id (most views need nothing more of the account)."""
+    return authenticated_account().user_id
 
 
 def current_user() -> User:
-    """The authenticated, active user, or a 401 problem (loaded once per request)."""
+    """The authenticated user as a model, for views that change the account or read more of it."""
     if "current_user" in g:
         return g.current_user
-    claims = bearer_claims()
-    if claims is None:
-        raise Unauthorized("a valid bearer access token is required", headers=_CHALLENGE)
-    # One query answers both: the account is active, and the login the token belongs to was
-    # not logged out (nor revoked for refresh-token reuse) since it was issued.
-    revoked = session_revoked(claims.session_id) if claims.session_id else false()
-    row = db_session().execute(select(User, revoked).where(User.id == claims.user_id)).first()
-    if row is None or not row[0].is_active:
+    user = db_session().get(User, authenticated_account().user_id)
+    if user is None:
         raise Unauthorized("the account for this token no longer exists", headers=_CHALLENGE)
-    user, logged_out = row
-    if logged_out:
-        raise Unauthorized("this login was logged out; log in again", headers=_CHALLENGE)
     g.current_user = user
     return user
 
@@ -80,7 +87,7 @@ def init_authentication(app: OpenAPI) -> None:
     @app.before_request
     def _authenticate() -> None:
         if (request.endpoint, request.method) in protected:
-            current_user()
+            authenticated_account()
 
 
 def _protected_endpoints(app: OpenAPI) -> frozenset[tuple[str, str]]:

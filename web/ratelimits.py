@@ -9,6 +9,7 @@ from flask_limiter import Limiter
 
 from shared.settings import Settings
 from web.auth import client_address_key, rate_limit_key
+from web.ratelimit_storage import OneTripRedisStorage
 
 # endpoint -> (settings field holding the limit, what the limit is keyed on)
 ROUTE_LIMITS: dict[str, tuple[str, Callable[[], str]]] = {
@@ -59,6 +60,12 @@ def _ietf_headers(response: Response) -> None:
     response.headers["RateLimit"] = f'"{policy}";r={max(0, current.remaining)};t={reset}'
 
 
+def _one_trip(storage_uri: str) -> str:
+    """A Redis storage URI as OneTripRedisStorage's scheme; any other storage is left as it is."""
+    scheme = storage_uri.split("://", 1)[0]
+    return f"devora+{storage_uri}" if f"devora+{scheme}" in OneTripRedisStorage.STORAGE_SCHEME else storage_uri
+
+
 def init_limiter(app: Flask, settings: Settings) -> Limiter:
     """Bind a Limiter to `app` on the rate-limit Redis, failing open to memory if it is down."""
     limiter = Limiter(
@@ -66,7 +73,7 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter:
         app=None,
         default_limits=[settings.ratelimit_default],
         default_limits_exempt_when=_unlimited,
-        storage_uri=settings.resolved_ratelimit_url,
+        storage_uri=_one_trip(settings.resolved_ratelimit_url),
         storage_options={"socket_timeout": settings.redis_socket_timeout,
                          "socket_connect_timeout": settings.redis_socket_timeout},
         strategy="sliding-window-counter",

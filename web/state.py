@@ -15,6 +15,7 @@ from shared.db import Database
 from shared.events import EventStore
 from shared.integrations.stripe_gateway import StripeGateway
 from shared.projects import Limits
+from shared.quick_reads import QuickReads
 from shared.security import TokenService
 from shared.settings import Settings
 from shared.stream_tokens import StreamTokens
@@ -34,6 +35,8 @@ class AppState:
     stream_tokens: StreamTokens
     # Where job events are published for the owners' live streams.
     events: EventStore
+    # The account and job reads of the hot paths, without the ORM.
+    reads: QuickReads
     oauth: OAuth | None = None
     limiter: Limiter | None = None
 

@@ -23,7 +23,7 @@ from shared.schemas.admin import (
     WebhookEventOut, WebhookEventPath, WebhookListQuery, WebhookPage,
 )
 from shared.schemas.jobs import JobOut
-from web.auth import current_user
+from web.auth import authenticated_account, current_user
 from web.dispatch import announcer, enqueue, enqueue_new_job
 from web.extensions import cache
 from web.openapi import BEARER, responses
@@ -37,7 +37,7 @@ bp = APIBlueprint("admin", __name__, url_prefix="/api/v2/admin", abp_tags=[Tag(n
 def _require_admin() -> None:
     # Runs before any input is validated, so a non-admin gets 403 whatever the request holds.
     # The role is read from the database, not the token: a demotion takes effect at once.
-    if current_user().role != admin.ADMIN_ROLE:
+    if authenticated_account().role != admin.ADMIN_ROLE:
         raise Forbidden("this operation is reserved for administrators")
 
 

@@ -1,11 +1,12 @@
 """Registration, password login and token refresh."""
 from __future__ import annotations
 
+from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
 from shared import accounts
 from shared.schemas.auth import LoginBody, RefreshBody, RegisterBody, TokenResponse, UserOut
-from web.auth import current_user
+from web.auth import authenticated_account, current_user_id
 from web.openapi import BEARER, responses
 from web.state import db_session, state
 
@@ -60,9 +61,8 @@ def _rotation() -> accounts.Rotation:
 @bp.post("/logout", responses=responses({204: None}, 401), security=BEARER)
 def logout(body: RefreshBody):
     """Log out: the refresh token, every token rotated from the same login and their access tokens stop working."""
-    user = current_user()
     session = db_session()
-    accounts.logout(session, body.refresh_token, user.id)
+    accounts.logout(session, body.refresh_token, current_user_id())
     session.commit()
     return "", 204
 
@@ -70,4 +70,6 @@ def logout(body: RefreshBody):
 @bp.get("/me", responses=responses({200: UserOut}, 401), security=BEARER)
 def me():
     """The authenticated account."""
-    return UserOut.model_validate(current_user()).model_dump(mode="json")
+    account = authenticated_account()
+    return Response(UserOut(id=account.user_id, email=account.email, full_name=account.full_name, role=account.role,
+                            created_at=account.created_at).model_dump_json(), mimetype="application/json")

@@ -13,7 +13,7 @@ from shared.schemas.billing import (
     CheckoutBody, Counter, InvoiceList, InvoiceOut, PlanList, PlanOut, RedirectOut, SubscriptionOut, TokenBudget,
     UsageOut,
 )
-from web.auth import current_user
+from web.auth import current_user, current_user_id
 from web.caching import cache_get, cache_set
 from web.dispatch import enqueue_new_job
 from web.metrics import JOBS_SUBMITTED
@@ -39,9 +39,15 @@ def _require_stripe() -> None:
 def _customer_id(user) -> str:
     """The user's Stripe customer, created (once, by a deterministic key) when missing."""
     session = db_session()
+    account = billing.find_account(session, user.id)
+    if account is not None and account.stripe_customer_id is not None:
+        return account.stripe_customer_id
+    # Created before the account is locked: Stripe may take seconds to answer, and the
+    # deterministic key gives a concurrent request the same customer.
+    customer_id = state().gateway.create_customer(str(user.id), user.email).id
     account = billing.account_for(session, user.id, for_update=True)
     if account.stripe_customer_id is None:
-        account.stripe_customer_id = state().gateway.create_customer(str(user.id), user.email).id
+        account.stripe_customer_id = customer_id
     session.commit()
     return account.stripe_customer_id
 
@@ -81,10 +87,10 @@ def portal():
 @bp.get("/subscription", responses=responses({200: SubscriptionOut}, 401), security=BEARER)
 def subscription():
     """The user's plan and subscription as last reported by Stripe."""
-    account = billing.find_account(db_session(), current_user().id)
+    account = billing.find_account(db_session(), current_user_id())
     if account is None:
-        return SubscriptionOut(plan="free", status="inactive", subscription_id=None, current_period_end=None,
-                               cancel_at_period_end=False).model_dump(mode="json")
+        return SubscriptionOut(plan="free", status=billing.SUBSCRIPTION_INACTIVE, subscription_id=None,
+                               current_period_end=None, cancel_at_period_end=False).model_dump(mode="json")
     return SubscriptionOut(plan=account.plan, status=account.subscription_status,
                            subscription_id=account.subscription_id, current_period_end=account.current_period_end,
                            cancel_at_period_end=account.cancel_at_period_end).model_dump(mode="json")
@@ -110,7 +116,7 @@ def sync():
     """Refresh the customer, subscription and invoices from Stripe in a background job."""
     _require_stripe()
     session = db_session()
-    job = submission.submit_billing_sync(session, state().settings, current_user().id)
+    job = submission.submit_billing_sync(session, state().settings, current_user_id())
     session.commit()
     JOBS_SUBMITTED.labels(job.kind).inc()
     enqueue_new_job(job)
@@ -120,7 +126,7 @@ def sync():
 @bp.get("/usage", responses=responses({200: UsageOut}, 401), security=BEARER)
 def usage():
     """This month's generations and model tokens, and the jobs in flight, against the plan's limits."""
-    current = billing.usage(db_session(), current_user().id, state().settings)
+    current = billing.usage(db_session(), current_user_id(), state().settings)
     return UsageOut(plan=current.plan.name, period_start=current.period_start, resets_at=current.resets_at,
                     generations=Counter(used=current.generations_used, limit=current.plan.monthly_generations),
                     concurrent_jobs=Counter(used=current.active_jobs, limit=current.plan.concurrent_jobs),

@@ -5,14 +5,13 @@ from datetime import UTC, datetime
 
 from flask_openapi3 import APIBlueprint, Tag
 
+from shared.events import EVENTS_PATH
 from shared.schemas.events import StreamTokenOut
 from web.auth import current_user
 from web.openapi import BEARER, responses
 from web.state import state
 
-bp = APIBlueprint("events", __name__, url_prefix="/api/v2/events", abp_tags=[Tag(name="events")],
-                  abp_security=BEARER)
-EVENTS_PATH = "/api/v2/events"
+bp = APIBlueprint("events", __name__, url_prefix=EVENTS_PATH, abp_tags=[Tag(name="events")], abp_security=BEARER)
 
 
 @bp.post("/token", responses=responses({201: StreamTokenOut}, 401))

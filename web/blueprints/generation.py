@@ -8,7 +8,7 @@ from shared.errors import Unprocessable
 from shared.jobs import submission
 from shared.jobs.kinds import JobKind
 from shared.schemas.jobs import SPEC_REQUIRED, GenerateBody, IdempotencyHeader
-from web.auth import current_user
+from web.auth import current_user_id
 from web.dispatch import enqueue_new_job
 from web.metrics import JOBS_SUBMITTED
 from web.openapi import BEARER, responses
@@ -25,7 +25,7 @@ def submit_generation(kind: JobKind, body: GenerateBody, header: IdempotencyHead
         raise Unprocessable(SPEC_REQUIRED, field="body.spec")
     session = db_session()
     job, created = submission.submit_generation(
-        session, state().settings, owner_id=current_user().id, kind=kind, project_id=body.project_id,
+        session, state().settings, owner_id=current_user_id(), kind=kind, project_id=body.project_id,
         payload={"spec": body.spec.model_dump(mode="json") if body.spec else None, "prompt": body.prompt},
         idempotency_key=header.idempotency_key)
     session.commit()
