@@ -31,12 +31,13 @@ def running_jobs(stack: Stack) -> int:
     from sqlalchemy import func, select
 
     from shared.db import Database
+    from shared.jobs.states import JobStatus
     from shared.models import Job
 
     db = Database(stack.settings)
     try:
         with db.sessions() as session:
-            return session.scalar(select(func.count()).select_from(Job).where(Job.status == "running")) or 0
+            return session.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.RUNNING)) or 0
     finally:
         db.engine.dispose()
 

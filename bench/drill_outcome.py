@@ -19,8 +19,8 @@ from bench.webhooks import problem  # noqa: E402
 from bench.drill_faults import Fault  # noqa: E402
 from bench.drill_stack import Load, Sent, Stack, User  # noqa: E402
 
-JOB_DONE, JOB_FAILED = {"succeeded"}, {"failed", "canceled"}
-EVENT_DONE, EVENT_FAILED = {"processed", "ignored"}, {"failed"}
+# Job and event states are shared.jobs.states', imported where used: loading this module imports none of
+# the service. A job is done when it succeeded, an event when it was processed or ignored.
 # Work accepted before a fault should be done within a minute of its end (issue 10, point 3).
 LATE_SECONDS = 60
 
@@ -60,10 +60,12 @@ def read_rows(db: Any) -> Rows:
 
 def open_count(rows: Rows, load: Load) -> int:
     """Accepted jobs and events not finished yet (or without a row)."""
+    from shared.jobs.states import FINISHED, WEBHOOK_SETTLED
+
     open_jobs = sum(1 for s in load.sent if s.kind == "job" and s.accepted
-                    and not any(r.status in JOB_DONE | JOB_FAILED for r in rows.jobs.get(s.key, [])))
+                    and not any(r.status in FINISHED for r in rows.jobs.get(s.key, [])))
     open_events = sum(1 for key in accepted_events(load)
-                      if key not in rows.events or rows.events[key].status not in EVENT_DONE | EVENT_FAILED)
+                      if key not in rows.events or rows.events[key].status not in WEBHOOK_SETTLED)
     return open_jobs + open_events
 
 
@@ -104,6 +106,8 @@ class Tally:
 
 
 def tally_jobs(load: Load, rows: Rows, base: dict[uuid.UUID, int], users: list[User]) -> Tally:
+    from shared.jobs.states import FINISHED, JobStatus
+
     t = Tally()
     sends = [s for s in load.sent if s.kind == "job"]
     t.sent, accepted = len(sends), {s.key: s for s in sends if s.accepted}
@@ -113,10 +117,10 @@ def tally_jobs(load: Load, rows: Rows, base: dict[uuid.UUID, int], users: list[U
         if job is None:
             t.lost += 1
             t.open_states["row vanished"] += 1
-        elif job.status in JOB_DONE:
+        elif job.status == JobStatus.SUCCEEDED:
             t.finished += 1
             t.done_at.append((sent.started, job.finished_at))
-        elif job.status in JOB_FAILED:
+        elif job.status in FINISHED:  # failed or canceled
             t.failed += 1
             t.failures[f"{job.status} {job.error_type}"] += 1
             t.done_at.append((sent.started, job.finished_at))
@@ -130,7 +134,7 @@ def tally_jobs(load: Load, rows: Rows, base: dict[uuid.UUID, int], users: list[U
         if project not in accepted:
             for job in jobs:
                 t.unacknowledged[job.status] += 1
-    succeeded = Counter(j.owner_id for jobs in rows.jobs.values() for j in jobs if j.status in JOB_DONE)
+    succeeded = Counter(j.owner_id for jobs in rows.jobs.values() for j in jobs if j.status == JobStatus.SUCCEEDED)
     for user in users:
         writes = rows.writes[user.id] - base[user.id]
         t.duplicated += max(0, writes - succeeded[user.id])
@@ -139,6 +143,8 @@ def tally_jobs(load: Load, rows: Rows, base: dict[uuid.UUID, int], users: list[U
 
 
 def tally_events(load: Load, rows: Rows) -> Tally:
+    from shared.jobs.states import WEBHOOK_SETTLED, WebhookStatus
+
     t = Tally()
     sends = [s for s in load.sent if s.kind == "event"]
     t.sent, accepted = len(sends), {s.key: s for s in sends if s.accepted}
@@ -149,11 +155,11 @@ def tally_events(load: Load, rows: Rows) -> Tally:
         if row is None:
             t.lost += 1
             t.open_states["row vanished"] += 1
-        elif row.status in EVENT_DONE:
+        elif row.status in WEBHOOK_SETTLED - {WebhookStatus.FAILED}:  # processed or ignored
             t.finished += 1
             t.done_at.append((sent.started, row.processed_at))
-            processed[load.customer_of[event_id]] += row.status == "processed"
-        elif row.status in EVENT_FAILED:
+            processed[load.customer_of[event_id]] += row.status == WebhookStatus.PROCESSED
+        elif row.status == WebhookStatus.FAILED:
             t.failed += 1
             t.failures[f"failed {row.error_type}"] += 1
         else:
@@ -163,7 +169,7 @@ def tally_events(load: Load, rows: Rows) -> Tally:
     for event_id, row in rows.events.items():
         if event_id not in accepted:
             t.unacknowledged[row.status] += 1
-            processed[load.customer_of.get(event_id, "")] += row.status == "processed"
+            processed[load.customer_of.get(event_id, "")] += row.status == WebhookStatus.PROCESSED
     for customer, version in rows.invoices_version.items():
         t.duplicated += max(0, version - rows.invoice_rows.get(customer, 0))  # applied more than once
         t.missing_effects += max(0, processed[customer] - rows.invoice_rows.get(customer, 0))

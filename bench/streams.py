@@ -50,6 +50,7 @@ def seed(database_url: str, redis_url: str, streams: int):
     """Migrate; a polling user with a job, and one user with a job per stream. Tokens for each."""
     from cli import upgrade_database
     from shared.db import Database
+    from shared.jobs.states import JobStatus
     from shared.models import Job, User
     from shared.security import TokenService, hash_password
     from shared.settings import Settings
@@ -65,7 +66,7 @@ def seed(database_url: str, redis_url: str, streams: int):
         session.add_all(users)
         session.flush()
         jobs = [Job(owner_id=user.id, kind="fullstack", payload={}, max_attempts=3,
-                    status="running", progress_stage="running") for user in users]
+                    status=JobStatus.RUNNING, progress_stage=JobStatus.RUNNING) for user in users]
         session.add_all(jobs)
         session.flush()
         poll_user, poll_job = users[0], jobs[0]

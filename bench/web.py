@@ -1,25 +1,38 @@
-"""Web benchmark: the service beside the bare Flask anchor, same Redis, same client, same run.
+"""Web benchmark: the account and the cached project list beside the same-work anchor, same Redis, same run.
 
-    python bench/web.py [--seconds 10] [--rounds 2]
+    python bench/web.py [--seconds 10] [--rounds 3] [--database-url URL]
 
-Prints requests/s and the ratio service/anchor for:
-  - authenticated, cached GET /api/v2/projects (a user with 100 projects) vs the anchor's /cached
-  - GET /api/v2/auth/me vs the anchor's /hello
+The service and ../shared/anchors/bare_api.py (its poll: a JWT, one Flask-Limiter limit, one SELECT) run
+under gunicorn with 2 workers each on one embedded Redis and the same kind of database; bare_web.py
+(/hello, /limited) beside them. wrk -t2 -c16 measures, round after round, each path in turn:
+  GET /api/v2/auth/me                                     against bare_api's GET /jobs/{id} (200)
+  GET /api/v2/projects, cached (a user with 100 projects) against bare_api's GET /jobs/{id} (200)
+and both against bare_web's /hello and /limited. Prints every round's ratios and the overall ones (medians
+of the rounds), then absolute requests/s. Exits 1 when a correctness check fails (an answer that is not
+the seeded user's, a list without its 100 projects), not when an aim is missed.
+A --database-url names a PostgreSQL database that must not exist yet: it is created and dropped here.
 Needs wrk on PATH and ../shared/anchors (or ANCHORS_DIR).
 """
 from __future__ import annotations
 
 import argparse
-import statistics
-import uuid
+import os
 import sys
 import tempfile
+import uuid
 from pathlib import Path
+
+import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import ANCHORS, ROOT, embedded_redis, gunicorn, wrk  # noqa: E402
+from bench.harness import (  # noqa: E402
+    ANCHORS, ROOT, Checks, Figures, anchor_database, bare_api, embedded_redis, fresh_database, gunicorn, wrk,
+)
 from tests.peers.processes import free_port, serve  # noqa: E402
+
+EMAIL = "bench@example.com"
+PROJECTS = 100
 
 
 def seed(database_url: str, redis_url: str) -> str:
@@ -29,57 +42,80 @@ def seed(database_url: str, redis_url: str) -> str:
     from shared.db import Database
     from shared.security import TokenService
     from shared.settings import Settings
-    import os
 
     os.environ["DATABASE_URL"] = database_url
     upgrade_database()
     settings = Settings(database_url=database_url, redis_url=redis_url, _env_file=None)
     db = Database(settings)
     with db.transaction() as session:
-        user = accounts.register(session, "bench@example.com", "Bench-pass-1", "Bench")
-        for i in range(100):
+        user = accounts.register(session, EMAIL, "Bench-pass-1", "Bench")
+        for i in range(PROJECTS):
             projects.create_project(session, user.id, f"project-{i:03d}", "benchmark project")
         token = TokenService(settings).issue(user.id, user.role, uuid.uuid4())  # a login never logged out
     db.engine.dispose()
     return token
 
 
+def check_answers(app_url: str, headers: dict[str, str], checks: Checks) -> None:
+    """What the measured paths answer is what they must answer (before and after the load)."""
+    me = requests.get(f"{app_url}/api/v2/auth/me", headers=headers, timeout=10)
+    checks.expect(me.status_code == 200 and me.json().get("email") == EMAIL,
+                  f"/auth/me answered {me.status_code}: {me.text[:200]}")
+    listed = requests.get(f"{app_url}/api/v2/projects", headers=headers, timeout=10)
+    checks.expect(listed.status_code == 200 and listed.json().get("total") == PROJECTS,
+                  f"the project list answered {listed.status_code}: {listed.text[:200]}")
+    checks.expect("RateLimit" in me.headers and "X-RateLimit-Remaining" in listed.headers,
+                  "a measured answer carries no rate-limit headers")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp, embedded_redis() as redis_url:
-        database_url = args.database_url or f"sqlite:///{tmp}/bench.db"
-        token = seed(database_url, redis_url)
-        app_port, anchor_port = free_port(), free_port()
+    checks, figures = Checks(), Figures()
+    with tempfile.TemporaryDirectory() as tmp, embedded_redis() as redis_url, \
+            fresh_database(args.database_url, tmp) as database_url, anchor_database(database_url, tmp) as anchor_db:
+        token = seed(database_url, f"{redis_url}/0")
+        app_port, web_port = free_port(), free_port()
         app_env = {"REDIS_URL": f"{redis_url}/0", "DATABASE_URL": database_url, "DEVORA_ENV": "development",
-                   "RATELIMIT_DEFAULT": "10000000 per minute", "LOG_LEVEL": "WARNING"}
-        anchor_env = {"ANCHOR_REDIS_URL": f"{redis_url}/14"}
-        app_url, anchor_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{anchor_port}"
+                   "RATELIMIT_DEFAULT": "10000000 per minute", "LOG_LEVEL": "WARNING",
+                   "PROMETHEUS_MULTIPROC_DIR": f"{tmp}/metrics"}
+        app_url, web_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{web_port}"
         auth = {"Authorization": f"Bearer {token}"}
-        pairs = [
-            ("cached project list (100 projects)", f"{app_url}/api/v2/projects", auth, f"{anchor_url}/cached"),
-            ("GET /auth/me", f"{app_url}/api/v2/auth/me", auth, f"{anchor_url}/hello"),
-        ]
-        results: dict[str, list[tuple[float, float]]] = {name: [] for name, *_ in pairs}
         with serve(gunicorn("web:create_app()", app_port), app_env, ROOT, f"{app_url}/healthz"), \
-                serve(gunicorn("bare_web:app", anchor_port), anchor_env, ANCHORS, f"{anchor_url}/hello"):
-            for _name, ours, headers, anchor in pairs:  # warm caches and connections
-                wrk(ours, seconds=1, headers=headers)
-                wrk(anchor, seconds=1)
+                serve(gunicorn("bare_web:app", web_port), {"ANCHOR_REDIS_URL": f"{redis_url}/14"}, ANCHORS,
+                      f"{web_url}/hello"), \
+                bare_api(redis_url, anchor_db) as anchor:
+            check_answers(app_url, auth, checks)
+            paths = [("GET /auth/me", f"{app_url}/api/v2/auth/me", auth),
+                     ("bare_api poll 200", anchor.poll_url, anchor.headers),
+                     ("GET /projects (cached)", f"{app_url}/api/v2/projects", auth),
+                     ("bare_web /hello", f"{web_url}/hello", {}),
+                     ("bare_web /limited", f"{web_url}/limited", {})]
+            for _name, url, headers in paths:  # warm caches, pools and connections
+                wrk(url, seconds=1, headers=headers)
             for _ in range(args.rounds):
-                for name, ours, headers, anchor in pairs:
-                    results[name].append((wrk(ours, seconds=args.seconds, headers=headers),
-                                          wrk(anchor, seconds=args.seconds)))
+                measured = figures.new_round()
+                for name, url, headers in paths:
+                    measured[name] = wrk(url, seconds=args.seconds, headers=headers)
+            check_answers(app_url, auth, checks)
 
-    print(f"{'measure':40} {'service req/s':>14} {'anchor req/s':>13} {'ratio':>6}")
-    for name, runs in results.items():
-        ours = statistics.median(r[0] for r in runs)
-        anchor = statistics.median(r[1] for r in runs)
-        print(f"{name:40} {ours:14.0f} {anchor:13.0f} {ours / anchor:6.2f}")
+    print(f"wrk -t2 -c16 -d{args.seconds}s, {args.rounds} rounds; gunicorn -w 2 for the service and the anchors; "
+          f"{'PostgreSQL' if args.database_url else 'SQLite'}")
+    figures.print_table([
+        ("/auth/me / bare_api poll 200", "GET /auth/me", "bare_api poll 200", ">= 1.3"),
+        ("cached project list / bare_api poll 200", "GET /projects (cached)", "bare_api poll 200", ">= 1.3"),
+        ("/auth/me / /hello", "GET /auth/me", "bare_web /hello", ""),
+        ("/auth/me / /limited", "GET /auth/me", "bare_web /limited", ""),
+        ("cached project list / /hello", "GET /projects (cached)", "bare_web /hello", ""),
+        ("cached project list / /limited", "GET /projects (cached)", "bare_web /limited", ""),
+    ])
+    print()
+    figures.print_absolute([name for name, *_ in paths])
+    checks.finish()
 
 
 if __name__ == "__main__":
