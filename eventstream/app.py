@@ -15,13 +15,12 @@ from eventstream.slots import StreamSlots
 from eventstream.streams import CONTEXT, StreamContext, stream_events
 from shared import logcontext
 from shared.db import Database
-from shared.events import EventReader
+from shared.events import EVENTS_PATH, EventReader
 from shared.metrics_access import scrape_refusal
 from shared.security import TokenService
 from shared.settings import Settings
 from shared.stream_tokens import StreamTokens
 
-EVENTS_PATH = "/api/v2/events"
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # The hub's XREAD blocks this long; its socket must wait longer than that.
 BLOCK_MS = 2000

@@ -38,6 +38,9 @@ from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# Where the stream process serves a user's events (GET); the API issues stream tokens below it.
+EVENTS_PATH = "/api/v2/events"
+
 JOB_QUEUED = "job.queued"
 JOB_STARTED = "job.started"
 JOB_PROGRESS = "job.progress"
