@@ -18,7 +18,8 @@ from shared.models import Job
 from shared.models.base import utcnow
 from shared.settings import Settings
 from shared.sse import EventStreamParser, ServerSentEvent, split_lines
-from tests.peers.processes import free_port, stop_process_group
+# wait_until: the event tests take it from here, with the rest of their helpers.
+from tests.peers.processes import free_port, stop_process_group, wait_until  # noqa: F401
 
 EVENT_SETTINGS = ("events_max_length", "events_retention_seconds", "events_heartbeat_seconds", "events_retry_ms",
                   "events_token_ttl_seconds", "events_max_streams_per_user", "events_max_streams_per_process",
@@ -147,16 +148,6 @@ class EventStream:
 
     def __exit__(self, *_exc) -> None:
         self.close()
-
-
-def wait_until(predicate, what, timeout: float = 30.0):
-    """The predicate's first true result; `what` (text, or a callable giving it) names what timed out."""
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
-        time.sleep(0.05)
-    return result
 
 
 def new_job(db, owner_id: uuid.UUID, *, status: str = "queued", updated_at: datetime | None = None,

@@ -1,4 +1,5 @@
-"""Child processes for tests and benchmarks: a free loopback port, a server started and awaited, and stopped."""
+"""Child processes for tests and benchmarks: a free loopback port, a server started and awaited, and stopped;
+and `wait_until`, the one polling wait that tests and benchmarks share."""
 from __future__ import annotations
 
 import os
@@ -13,9 +14,11 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import requests
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -32,6 +35,19 @@ def answers(url: str, body: str | None = None) -> bool:
     except requests.RequestException:
         return False
     return response.status_code < 500 and (body is None or response.text == body)
+
+
+def wait_until(predicate: Callable[[], T], what: str | Callable[[], str], timeout: float = 30.0) -> T:
+    """The predicate's first true result; `what` (text, or a callable giving it) names what timed out.
+
+    An exception from the predicate ends the wait at once (say, for a process that exited).
+    """
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
+        time.sleep(0.05)
+    return result
 
 
 def stop_process_group(process: subprocess.Popen, stop_signal: int = signal.SIGTERM, *, whole_group: bool = False,

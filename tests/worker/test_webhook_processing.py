@@ -16,6 +16,7 @@ from sqlalchemy import select
 from shared import billing
 from shared.models import Invoice, WebhookEvent
 from shared.settings import PROJECT_ROOT
+from tests.peers.processes import wait_until
 from tests.peers.stripe_events import WEBHOOK_PATH, event, invoice, post_webhook, subscription, webhook_headers
 
 DEVORA = str(Path(sys.executable).parent / "devora")
@@ -24,13 +25,6 @@ DEVORA = str(Path(sys.executable).parent / "devora")
 def rows(db) -> list[WebhookEvent]:
     with db.transaction() as session:
         return list(session.scalars(select(WebhookEvent)))
-
-
-def wait_until(check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def test_the_same_event_delivered_ten_times_at_once_is_processed_exactly_once(live_server, worker, db, make_user):
@@ -53,7 +47,7 @@ def test_the_same_event_delivered_ten_times_at_once_is_processed_exactly_once(li
         thread.join()
     assert [a.status_code for a in answers] == [200] * 10
     assert sum(not a.json()["duplicate"] for a in answers) == 1
-    wait_until(lambda: rows(db)[0].status == "processed")
+    wait_until(lambda: rows(db)[0].status == "processed", "the event to be processed")
     time.sleep(0.5)
     [row] = rows(db)
     assert row.attempts == 1, "claimed and applied once"
@@ -76,7 +70,7 @@ def test_transient_failures_retry_then_fail_visibly_and_replay_succeeds(
         "id": "cs_1", "object": "checkout.session", "customer": "cus_ck", "subscription": "sub_ck",
         "client_reference_id": str(user.id), "mode": "subscription"})
     post_webhook(client, payload)
-    wait_until(lambda: rows(db)[0].status == "failed")
+    wait_until(lambda: rows(db)[0].status == "failed", "the event to fail after its attempts")
     [row] = rows(db)
     assert row.attempts == 2 and row.error_type == "StripeTransient"
     assert client.get("/api/v2/billing/subscription", headers=headers).get_json()["plan"] == "free"
@@ -86,7 +80,7 @@ def test_transient_failures_retry_then_fail_visibly_and_replay_succeeds(
     replay = subprocess.run([DEVORA, "webhooks", "replay", json.loads(payload)["id"]], cwd=PROJECT_ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     assert replay.returncode == 0, replay.stderr
-    wait_until(lambda: rows(db)[0].status == "processed")
+    wait_until(lambda: rows(db)[0].status == "processed", "the replayed event to be processed")
     body = client.get("/api/v2/billing/subscription", headers=headers).get_json()
     assert body["plan"] == "pro" and body["status"] == "active"
 
