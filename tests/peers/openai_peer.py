@@ -2,7 +2,7 @@
 
 Each test scripts its answers (`peer.script(Reply(...), ...)`): text to stream at a chosen token rate,
 error statuses with headers, delays before answering, streams that hang until the client hangs up.
-Every request is recorded, with whether the client closed the connection before the answer ended.
+Every request is recorded, with whether (and when) the client closed the connection before the answer ended.
 """
 from __future__ import annotations
 
@@ -72,9 +72,16 @@ class RecordedRequest:
     disconnected: threading.Event = field(default_factory=threading.Event)
     # Set when the peer is done with the request (answered in full, or the client left).
     finished: threading.Event = field(default_factory=threading.Event)
-    # time.monotonic() when the request was read, and when the peer was done with it.
+    # time.monotonic() when the request was read, when the peer saw the client leave, and when it was done with it.
     received_at: float = field(default_factory=time.monotonic)
+    disconnected_at: float | None = None
     finished_at: float | None = None
+
+    def mark_disconnected(self) -> None:
+        """Record that the client closed the connection before the answer ended (first sighting only)."""
+        if self.disconnected_at is None:
+            self.disconnected_at = time.monotonic()
+        self.disconnected.set()
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -175,7 +182,7 @@ def _handler_for(peer: OpenAIPeer) -> type[BaseHTTPRequestHandler]:
             try:
                 self._answer(request)
             except (BrokenPipeError, ConnectionResetError):
-                request.disconnected.set()
+                request.mark_disconnected()
             finally:
                 request.finished_at = time.monotonic()
                 request.finished.set()
@@ -262,7 +269,7 @@ def _handler_for(peer: OpenAIPeer) -> type[BaseHTTPRequestHandler]:
                     return False
                 readable, _, _ = select.select([self.connection], [], [], left)
                 if readable and self._client_left():
-                    request.disconnected.set()
+                    request.mark_disconnected()
                     return True
             return True
 
