@@ -18,7 +18,7 @@ from shared import logcontext
 from shared.db import Database
 from shared.errors import DomainError
 from shared.jobs import lifecycle
-from shared.jobs.announce import Announcer
+from shared.jobs.announce import Announcer, announce_ended
 from shared.jobs.lifecycle import Claim, Progress, backoff_seconds
 from shared.jobs.states import JobStatus
 from shared.models import Job
@@ -109,6 +109,11 @@ def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
                        delay)
         raise task.retry(countdown=delay, max_retries=None) from None
     if not isinstance(claim, Claim):
+        if claim.ended is not None:
+            # The refusal itself finished the job (a pending cancel, no attempt left); it has committed.
+            logger.info("job %s: %s without running", job_id, claim.ended.status)
+            announce_ended(events_of(task.app), claim.ended)
+            return
         if claim.finished:
             logger.info("job %s: nothing to do, it has finished", job_id)
             return

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from shared import events
 from shared.events import EventStore
-from shared.jobs.lifecycle import Progress
+from shared.jobs.lifecycle import Ended, Progress
 from shared.jobs.states import JobStatus
 
 # A finished job's event names its outcome; the error text is cut to keep events small.
@@ -58,3 +58,12 @@ class Announcer:
     def _publish(self, event_type: str, payload: dict) -> None:
         if self._store is not None:
             self._store.publish(self._owner_id, self._job_id, event_type, payload)
+
+
+def announce_ended(store: EventStore | None, ended: Ended) -> None:
+    """Tell the owner's watchers of a job that a bulk or refused write finished or requeued; after its commit."""
+    announcer = Announcer(store, ended.owner_id, ended.job_id)
+    if ended.status == JobStatus.QUEUED:
+        announcer.queued(ended.kind)
+    else:
+        announcer.finished(ended.status, error_type=ended.error_type, error_message=ended.error_message)

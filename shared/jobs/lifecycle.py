@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from shared import quotas
 from shared.errors import Conflict, NotFound
 from shared.jobs.states import FINISHED, RETRYABLE, WAITING, JobStatus
 from shared.models import Job, User
@@ -115,11 +116,28 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Ended:
+    """A job that a write just finished (or put back in the queue), as its watchers are told once it commits."""
+
+    job_id: uuid.UUID
+    owner_id: uuid.UUID
+    kind: str
+    status: JobStatus
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
 class ClaimRefused:
-    """Why a delivery did not claim its job: finished (do nothing) or busy elsewhere (retry later)."""
+    """Why a delivery did not claim its job: finished (do nothing) or busy elsewhere (retry later).
+
+    `ended` is set when the refusal itself finished the job (a cancel was pending, or no attempt
+    was left): the caller announces it after the commit.
+    """
 
     finished: bool
     retry_in: float = 0.0
+    ended: Ended | None = None
 
 
 def claim_job(session: Session, job_id: uuid.UUID, worker: str, lease_seconds: int) -> Claim | ClaimRefused:
@@ -147,14 +165,17 @@ def claim_job(session: Session, job_id: uuid.UUID, worker: str, lease_seconds: i
     if job.status in FINISHED:
         return ClaimRefused(finished=True)
     if job.cancel_requested_at is not None:
-        _finish(session, job.id, None, status=JobStatus.CANCELED, progress_stage=JobStatus.CANCELED)
-        return ClaimRefused(finished=True)
+        canceled = _finish(session, job.id, None, status=JobStatus.CANCELED, progress_stage=JobStatus.CANCELED)
+        return ClaimRefused(finished=True, ended=Ended(job.id, job.owner_id, job.kind, JobStatus.CANCELED)
+                            if canceled else None)
     if job.status == JobStatus.RUNNING and job.lease_expires_at and job.lease_expires_at >= now:
         return ClaimRefused(finished=False, retry_in=(job.lease_expires_at - now).total_seconds() + 0.5)
     # Claimable but out of attempts: every earlier delivery died with its worker.
-    _finish(session, job.id, None, status=JobStatus.FAILED, error_type="WorkerLost",
-            error_message=f"the job's worker was lost on each of its {job.attempts} attempts")
-    return ClaimRefused(finished=True)
+    message = f"the job's worker was lost on each of its {job.attempts} attempts"
+    failed = _finish(session, job.id, None, status=JobStatus.FAILED, progress_stage=JobStatus.FAILED,
+                     error_type="WorkerLost", error_message=message)
+    return ClaimRefused(finished=True, ended=Ended(job.id, job.owner_id, job.kind, JobStatus.FAILED, "WorkerLost",
+                                                   message) if failed else None)
 
 
 @dataclass(frozen=True)
@@ -241,7 +262,8 @@ def charge_usage(session: Session, job_id: uuid.UUID, usage: Mapping[str, Mappin
     job: they were spent. Returns the job's total.
     """
     spent = sum(int(count) for counts in usage.values() for count in counts.values())
-    stored = session.execute(select(Job.token_usage, Job.tokens_used).where(Job.id == job_id).with_for_update()).one()
+    stored = session.execute(select(Job.token_usage, Job.tokens_used, Job.owner_id, Job.kind, Job.created_at)
+                             .where(Job.id == job_id).with_for_update()).one()
     if not spent:
         return stored.tokens_used
     merged = {stage: dict(counts) for stage, counts in (stored.token_usage or {}).items()}
@@ -252,12 +274,26 @@ def charge_usage(session: Session, job_id: uuid.UUID, usage: Mapping[str, Mappin
     total = stored.tokens_used + spent
     session.execute(update(Job).where(Job.id == job_id).values(token_usage=merged, tokens_used=total,
                                                                 progress_tokens=total))
+    quotas.charge_tokens(session, stored, spent)
     return total
 
 
+@dataclass(frozen=True)
+class Reaped:
+    """What a reap changed: jobs failed past the hard limit, jobs put back in the queue, lost messages resent.
+
+    `failed` and `requeued` changed state and are announced once the reap commits; `resent` were
+    queued already and only go back to the outbox (their watchers see no change).
+    """
+
+    failed: list[Ended]
+    requeued: list[Ended]
+    resent: int
+
+
 def reap(session: Session, *, now: datetime, hard_limit_seconds: float, grace_seconds: float,
-         lost_message_seconds: float) -> tuple[int, int]:
-    """Deal with jobs nobody is working on; returns (requeued, failed).
+         lost_message_seconds: float) -> Reaped:
+    """Deal with jobs nobody is working on, one statement per rule, each returning the rows it changed.
 
     A running job whose lease ran out lost its worker: past the hard time limit it
     fails, otherwise it goes back to the outbox for another attempt. A retrying job
@@ -265,19 +301,29 @@ def reap(session: Session, *, now: datetime, hard_limit_seconds: float, grace_se
     job sent longer ago than any broker would hold a message (it was lost).
     """
     cutoff = now - timedelta(seconds=grace_seconds)
+    message = f"the job was still running after the {int(hard_limit_seconds)} s hard time limit"
     failed = session.execute(
         update(Job)
         .where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < cutoff,
                Job.started_at < now - timedelta(seconds=hard_limit_seconds))
         .values(status=JobStatus.FAILED, finished_at=now, claim_token=None, lease_expires_at=None,
-                progress_stage=JobStatus.FAILED, error_type="TimeLimitExceeded",
-                error_message=f"the job was still running after the {int(hard_limit_seconds)} s hard time limit")
-    ).rowcount
+                progress_stage=JobStatus.FAILED, error_type="TimeLimitExceeded", error_message=message)
+        .returning(Job.id, Job.owner_id, Job.kind).execution_options(synchronize_session=False)
+    ).all()
     abandoned = or_((Job.status == JobStatus.RUNNING) & (Job.lease_expires_at < cutoff),
-                    (Job.status == JobStatus.RETRYING) & (Job.next_retry_at < cutoff),
-                    (Job.status == JobStatus.QUEUED) & (Job.sent_at < now - timedelta(seconds=lost_message_seconds)))
-    lost = session.execute(update(Job).where(abandoned).values(**requeued(fresh=False))).rowcount
-    return lost, failed
+                    (Job.status == JobStatus.RETRYING) & (Job.next_retry_at < cutoff))
+    requeued_rows = session.execute(
+        update(Job).where(abandoned).values(**requeued(fresh=False))
+        .returning(Job.id, Job.owner_id, Job.kind).execution_options(synchronize_session=False)
+    ).all()
+    resent = session.execute(
+        update(Job).where(Job.status == JobStatus.QUEUED, Job.sent_at < now - timedelta(seconds=lost_message_seconds))
+        .values(**requeued(fresh=False)).execution_options(synchronize_session=False)
+    ).rowcount
+    return Reaped(failed=[Ended(row.id, row.owner_id, row.kind, JobStatus.FAILED, "TimeLimitExceeded", message)
+                          for row in failed],
+                  requeued=[Ended(row.id, row.owner_id, row.kind, JobStatus.QUEUED) for row in requeued_rows],
+                  resent=resent)
 
 
 def retry_by_operator(session: Session, job_id: uuid.UUID) -> tuple[Job, dict[str, Any]]:

@@ -8,10 +8,11 @@ from redis.exceptions import RedisError
 
 from shared import oauth_login
 from shared.jobs import lifecycle, recovery, submission
+from shared.jobs.announce import announce_ended
 from shared.jobs.kinds import TaskName
 from shared.jobs.outbox import JOBS, WEBHOOK_EVENTS
 from shared.models.base import utcnow
-from worker.context import broker_redis_of, database_of, settings_of
+from worker.context import broker_redis_of, database_of, events_of, settings_of
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +49,17 @@ def _broker_lost_data(broker, db) -> bool:
 
 @shared_task(name=TaskName.MAINTENANCE_REAP_STUCK_JOBS, bind=True)
 def reap_stuck_jobs(self) -> dict[str, int]:
-    """Requeue jobs whose worker vanished; fail those past the hard time limit."""
+    """Requeue jobs whose worker vanished; fail those past the hard time limit; tell their watchers."""
     settings, db = settings_of(self.app), database_of(self.app)
     with db.transaction() as session:
-        requeued, failed = lifecycle.reap(
+        reaped = lifecycle.reap(
             session, now=utcnow(), hard_limit_seconds=settings.job_hard_time_limit_seconds,
             grace_seconds=settings.job_lease_seconds, lost_message_seconds=settings.outbox_resend_after_seconds)
+    # Committed: each change is announced now (a lost message resent changes nothing a watcher sees).
+    store = events_of(self.app)
+    for ended in (*reaped.failed, *reaped.requeued):
+        announce_ended(store, ended)
+    requeued, failed = len(reaped.requeued) + reaped.resent, len(reaped.failed)
     if requeued or failed:
         logger.warning("stuck jobs: %s requeued, %s failed", requeued, failed)
     return {"requeued": requeued, "failed": failed}
