@@ -17,7 +17,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from shared.jobs.lifecycle import requeued
-from shared.jobs.states import WEBHOOK_PENDING, JobStatus, WebhookStatus
+from shared.jobs.states import WAITING, WEBHOOK_PENDING, WebhookStatus
 from shared.models import Job, WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -40,9 +40,7 @@ def return_everything_waiting(session: Session) -> tuple[int, int]:
     out its backoff; a running job keeps its lease (its worker may still be alive) and is
     reaped as usual if not.
     """
-    jobs = session.execute(
-        update(Job).where(Job.status.in_((JobStatus.QUEUED, JobStatus.RETRYING))).values(**requeued(fresh=False))
-    ).rowcount
+    jobs = session.execute(update(Job).where(Job.status.in_(WAITING)).values(**requeued(fresh=False))).rowcount
     events = session.execute(
         update(WebhookEvent).where(WebhookEvent.status.in_(WEBHOOK_PENDING))
         .values(status=WebhookStatus.RECEIVED, sent_at=None, next_retry_at=None)
