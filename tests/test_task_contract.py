@@ -88,8 +88,9 @@ NAMING_FUNCTIONS = {
     "shared.jobs.outbox.Dispatch": (0, ("task",)),  # (task, row id): what the outboxes hand over
     "shared.jobs.outbox.Outbox": (3, ("task_of",)),  # the task a row needs, as a function of the row
 }
-# The outbox's hand-over takes dispatches, which may be written as plain (task, row id) tuples.
-HAND_OVER = {"hand_over": (2, "dispatch"), "hand_over_all": (2, "dispatches")}
+# The outbox's hand-overs (hand_over, hand_over_all, ...) take dispatches after the producer and the
+# database, and a dispatch may be written as a plain (task, row id) tuple.
+HAND_OVER = "hand_over"
 # A task looked up by name, `app.tasks[name]`, and run by one of these.
 RUN_METHODS = frozenset({"apply_async", "apply", "delay", "s", "si", "signature"})
 # A name taken from a Dispatch or an Outbox was checked where that was made.
@@ -242,9 +243,9 @@ class _NameScan:
             pass  # a task's signature(args, ...), not a name
         elif method in NAMING_METHODS or (method and f".{method}" in self.senders):
             self._check_argument(node, NAMING_METHODS.get(method) or self.senders[f".{method}"], scope)
-        elif method in HAND_OVER:
-            position, keyword = HAND_OVER[method]
-            for dispatch in _dispatches(_argument(node, position, (keyword,)), many=method == "hand_over_all"):
+        elif method and method.startswith(HAND_OVER):
+            handed = _argument(node, 2, ("dispatch", "dispatches"))
+            for dispatch in _dispatches(handed, many=method.endswith("_all")):
                 self._check(dispatch, scope)
         elif target in NAMING_FUNCTIONS or target in self.senders:
             self._check_argument(node, NAMING_FUNCTIONS.get(target) or self.senders[target], scope)
