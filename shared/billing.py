@@ -1,4 +1,4 @@
-"""Plans, the local mirror of Stripe billing state, and the quotas plans grant."""
+"""Plans, and the local mirror of Stripe billing state (shared.quotas counts what plans allow)."""
 from __future__ import annotations
 
 import uuid
@@ -6,13 +6,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared.errors import PaymentRequired
-from shared.jobs.kinds import GENERATION_KINDS
-from shared.jobs.states import ACTIVE
-from shared.models import BillingAccount, Invoice, Job, User
+from shared.models import BillingAccount, Invoice
 from shared.models.base import utcnow
 from shared.settings import Settings
 
@@ -157,67 +154,3 @@ def _current_subscription(subscriptions: list[dict[str, Any]]) -> dict[str, Any]
     """The entitled subscription if any, else the most recent one."""
     ranked = sorted(subscriptions, key=lambda s: (s.get("status") in ENTITLED_STATES, s.get("created") or 0))
     return ranked[-1] if ranked else None
-
-
-@dataclass(frozen=True)
-class Usage:
-    plan: Plan
-    period_start: datetime
-    resets_at: datetime
-    generations_used: int
-    active_jobs: int
-    # Model tokens of the month's jobs, failed and canceled ones included.
-    tokens_used: int
-
-    @property
-    def tokens_left(self) -> int:
-        return max(0, self.plan.monthly_tokens - self.tokens_used)
-
-
-def month_bounds(now: datetime) -> tuple[datetime, datetime]:
-    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-    return start, end
-
-
-def usage(session: Session, user_id: uuid.UUID, settings: Settings, now: datetime | None = None) -> Usage:
-    """Use of the current calendar month (UTC) and jobs in flight, against the user's plan."""
-    start, end = month_bounds(now or utcnow())
-    account = find_account(session, user_id)
-    plan = plans(settings)[account.plan if account else "free"]
-    mine = (Job.owner_id == user_id, Job.kind.in_(GENERATION_KINDS))
-    # One range scan of the (owner_id, created_at) index counts the month's jobs and their tokens.
-    used, tokens = session.execute(select(func.count(), func.coalesce(func.sum(Job.tokens_used), 0))
-                                   .where(*mine, Job.created_at >= start)).one()
-    active = session.scalar(select(func.count()).select_from(Job).where(*mine, Job.status.in_(ACTIVE))) or 0
-    return Usage(plan, start, end, used or 0, active, int(tokens or 0))
-
-
-def enforce_quota(session: Session, user_id: uuid.UUID, settings: Settings) -> None:
-    """402 when a new generation job would exceed the plan's monthly quota, token budget or concurrency.
-
-    The token budget is checked here only: jobs already in flight may still spend up to
-    LLM_MAX_JOB_TOKENS each past it.
-    """
-    # Serialize this user's submissions so two at once cannot both take the last slot.
-    session.execute(select(User.id).where(User.id == user_id).with_for_update())
-    current = usage(session, user_id, settings)
-    plan = current.plan
-    if current.generations_used >= plan.monthly_generations:
-        raise PaymentRequired(
-            f"the {plan.name} plan allows {plan.monthly_generations} generations a month; all are used. "
-            f"The quota resets at {current.resets_at.isoformat()}.",
-            limit="monthly_generations", plan=plan.name, allowed=plan.monthly_generations,
-            used=current.generations_used, resets_at=current.resets_at.isoformat())
-    if current.tokens_used >= plan.monthly_tokens:
-        raise PaymentRequired(
-            f"the {plan.name} plan allows {plan.monthly_tokens} model tokens a month; {current.tokens_used} are "
-            f"used. The budget resets at {current.resets_at.isoformat()}.",
-            limit="monthly_tokens", plan=plan.name, allowed=plan.monthly_tokens, used=current.tokens_used,
-            resets_at=current.resets_at.isoformat())
-    if current.active_jobs >= plan.concurrent_jobs:
-        raise PaymentRequired(
-            f"the {plan.name} plan allows {plan.concurrent_jobs} generation job(s) at a time; wait for one to "
-            "finish or cancel one.",
-            limit="concurrent_jobs", plan=plan.name, allowed=plan.concurrent_jobs, used=current.active_jobs,
-            resets_at=None)

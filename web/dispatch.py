@@ -20,6 +20,12 @@ def announcer(job: Job) -> Announcer:
 
 
 def enqueue_new_job(job: Job) -> None:
-    """Hand a committed new (or requeued) job to the broker and announce it as queued."""
+    """Hand a committed requeued job to the broker and announce it as queued."""
     enqueue(job)
+    announcer(job).queued(job.kind)
+
+
+def enqueue_submitted(job: Job) -> None:
+    """Hand a job just submitted (committed marked sent) to the broker and announce it as queued."""
+    JOBS.hand_over_all(state().producer, state().db, [JOBS.dispatch(job)], marked=True)
     announcer(job).queued(job.kind)

@@ -1,7 +1,7 @@
 """Submitting jobs: one helper per kind, idempotency keys, and the plan quota check.
 
-A submission only records the job (in the caller's transaction); once that commits, the
-caller hands it to the broker through `shared.jobs.outbox.JOBS`.
+A submission only records the job (in the caller's transaction), already marked sent; once that
+commits, the caller hands it to the broker with `shared.jobs.outbox.JOBS.hand_over_marked`.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared import billing, projects
+from shared import projects, quotas
 from shared.errors import Conflict
 from shared.jobs.kinds import KINDS, JobKind
 from shared.jobs.states import ACTIVE, JobStatus
@@ -45,7 +45,7 @@ def submit_generation(session: Session, settings: Settings, *, owner_id: uuid.UU
         replayed = find_replay(session, owner_id, idempotency_key, fingerprint)
         if replayed is not None:
             return replayed, False
-    billing.enforce_quota(session, owner_id, settings)
+    quotas.take_generation(session, owner_id, settings)
     return _record(session, settings, owner_id=owner_id, kind=kind, project_id=project_id, payload=payload,
                    idempotency_key=idempotency_key, fingerprint=fingerprint)
 
@@ -61,8 +61,10 @@ def _record(session: Session, settings: Settings, *, owner_id: uuid.UUID, kind: 
             project_id: uuid.UUID | None, payload: dict[str, Any], idempotency_key: str | None,
             fingerprint: str | None) -> tuple[Job, bool]:
     now = utcnow()
+    # Marked sent already: the submitter hands it over right after the commit (Outbox.hand_over_marked).
     job = Job(owner_id=owner_id, project_id=project_id, kind=kind, payload=payload,
-              max_attempts=settings.job_max_attempts, status=JobStatus.QUEUED, progress_stage=JobStatus.QUEUED)
+              max_attempts=settings.job_max_attempts, status=JobStatus.QUEUED, progress_stage=JobStatus.QUEUED,
+              sent_at=now)
     session.add(job)
     session.flush()
     if idempotency_key:

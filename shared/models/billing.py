@@ -31,6 +31,23 @@ class BillingAccount(Timestamps, Base):
     synced_at: Mapped[datetime | None]
 
 
+class MonthlyUsage(Base):
+    """What a user's generation jobs created in one calendar month (UTC) have used.
+
+    The plan's quota is checked against this row rather than by counting the month's jobs, and
+    every submission takes the quota by a conditional UPDATE of it, which is also the lock that
+    keeps two concurrent submissions from both taking the last slot.
+    """
+
+    __tablename__ = "monthly_usage"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    # The first instant of the month, UTC.
+    month: Mapped[datetime] = mapped_column(primary_key=True)
+    generations: Mapped[int] = mapped_column(default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class Invoice(Timestamps, Base):
     __tablename__ = "invoices"
     __table_args__ = (Index("ix_invoices_user_created", "user_id", "stripe_created"),)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
-from shared import billing
+from shared import billing, quotas
 from shared.errors import Conflict
 from shared.integrations.stripe_gateway import BillingNotConfigured
 from shared.jobs import submission
@@ -15,7 +15,7 @@ from shared.schemas.billing import (
 )
 from web.auth import current_user, current_user_id
 from web.caching import cache_get, cache_set
-from web.dispatch import enqueue_new_job
+from web.dispatch import enqueue_submitted
 from web.metrics import JOBS_SUBMITTED
 from web.openapi import BEARER, responses
 from web.responses import JOB_ACCEPTED, job_accepted
@@ -119,14 +119,14 @@ def sync():
     job = submission.submit_billing_sync(session, state().settings, current_user_id())
     session.commit()
     JOBS_SUBMITTED.labels(job.kind).inc()
-    enqueue_new_job(job)
+    enqueue_submitted(job)
     return job_accepted(job, replayed=False)
 
 
 @bp.get("/usage", responses=responses({200: UsageOut}, 401), security=BEARER)
 def usage():
     """This month's generations and model tokens, and the jobs in flight, against the plan's limits."""
-    current = billing.usage(db_session(), current_user_id(), state().settings)
+    current = quotas.usage(db_session(), current_user_id(), state().settings)
     return UsageOut(plan=current.plan.name, period_start=current.period_start, resets_at=current.resets_at,
                     generations=Counter(used=current.generations_used, limit=current.plan.monthly_generations),
                     concurrent_jobs=Counter(used=current.active_jobs, limit=current.plan.concurrent_jobs),

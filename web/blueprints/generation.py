@@ -9,7 +9,7 @@ from shared.jobs import submission
 from shared.jobs.kinds import JobKind
 from shared.schemas.jobs import SPEC_REQUIRED, GenerateBody, IdempotencyHeader
 from web.auth import current_user_id
-from web.dispatch import enqueue_new_job
+from web.dispatch import enqueue_submitted
 from web.metrics import JOBS_SUBMITTED
 from web.openapi import BEARER, responses
 from web.responses import JOB_ACCEPTED, job_accepted
@@ -31,7 +31,7 @@ def submit_generation(kind: JobKind, body: GenerateBody, header: IdempotencyHead
     session.commit()
     if created:
         JOBS_SUBMITTED.labels(kind).inc()
-        enqueue_new_job(job)
+        enqueue_submitted(job)
     return job_accepted(job, replayed=not created)
 
 
