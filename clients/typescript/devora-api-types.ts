@@ -520,7 +520,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Receive a Stripe event: 400 (nothing stored) unless its signature verifies. */
+        /** Receive a Stripe event: 400 unless its signature verifies, 503 without a webhook secret (nothing stored). */
         post: operations["receiveStripeWebhook"];
         delete?: never;
         options?: never;
@@ -3432,6 +3432,7 @@ export interface operations {
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     adminGetStats: {

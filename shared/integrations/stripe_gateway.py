@@ -68,9 +68,12 @@ def field_errors(error: ValidationError, prefix: tuple[str, ...] = ()) -> list[d
             for item in error.errors(include_url=False, include_input=False, include_context=False)][:20]
 
 
-def _signed_at(header: str | None) -> int:
-    # verify_header accepted the header, so it has a numeric t=.
-    return int(next(part[2:] for part in (header or "").split(",") if part.startswith("t=")))
+def _signed_at(header: str) -> int:
+    """The header's timestamp, read exactly as the SDK's verify_header reads it (stripe/_webhook.py,
+    `_get_timestamp_and_signatures`): the first comma-separated item named `t`, its value cut at a
+    second "=" (split("=", 2)) and given to int(), so "t=1700000000=1" is 1700000000 there and here."""
+    items = [item.split("=", 2) for item in header.split(",")]
+    return int([item[1] for item in items if item[0] == "t"][0])
 
 
 class BillingNotConfigured(ServiceUnavailable):
@@ -78,8 +81,15 @@ class BillingNotConfigured(ServiceUnavailable):
 
     title, type_slug = "Billing not configured", "billing-not-configured"
 
+    def __init__(self, detail: str = "billing is not configured on this server (STRIPE_API_KEY is not set)") -> None:
+        super().__init__(detail)
+
+
+class WebhooksNotConfigured(BillingNotConfigured):
+    """No STRIPE_WEBHOOK_SECRET (allowed outside production): no webhook can be verified, so none is stored."""
+
     def __init__(self) -> None:
-        super().__init__("billing is not configured on this server (STRIPE_API_KEY is not set)")
+        super().__init__("billing webhooks are not configured on this server (STRIPE_WEBHOOK_SECRET is not set)")
 
 
 class StripeGateway:
@@ -197,7 +207,7 @@ class StripeGateway:
         secret = self._webhook_secret.get_secret_value()
         if not secret:
             # A configuration fault, not the sender's: it must not read as a bad signature.
-            raise StripeGatewayError("STRIPE_WEBHOOK_SECRET is not set; webhooks cannot be verified")
+            raise WebhooksNotConfigured()
         try:
             stripe.WebhookSignature.verify_header(payload.decode("utf-8"), signature_header, secret,
                                                   tolerance=self._webhook_tolerance)
@@ -206,7 +216,13 @@ class StripeGateway:
             raise WebhookSignatureInvalid(message) from exc
         except UnicodeDecodeError as exc:
             raise WebhookPayloadInvalid("Webhook body is not UTF-8 text") from exc
-        if _signed_at(signature_header) > time.time() + self._webhook_tolerance:
+        try:
+            signed_at = _signed_at(signature_header or "")
+        except (ValueError, IndexError):
+            # Not reached while the SDK reads the header as above; should a later SDK read it
+            # differently, the header is refused rather than answered with a 500.
+            raise WebhookSignatureInvalid("Webhook signature rejected: its timestamp cannot be read") from None
+        if signed_at > time.time() + self._webhook_tolerance:
             raise WebhookSignatureInvalid("Webhook signature rejected: its timestamp is in the future")
         try:
             return EventEnvelope.model_validate_json(payload)

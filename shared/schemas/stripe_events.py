@@ -18,8 +18,12 @@ from shared.schemas.common import StoredText
 StripeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,255}$")]
 Text = Annotated[StoredText, Field(max_length=255)]
 Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
-# Seconds since 1970 that a date can hold (up to the year 9999).
-Timestamp = Annotated[StrictInt, Field(ge=0, le=253_402_300_799)]
+# Seconds since 1970, up to the last second before the year 3000 (UTC). Stripe's timestamps are
+# within years of now; the year 9999 that a date can hold is no bound: a PostgreSQL server east
+# of UTC cannot read 9999-12-31 back ("timestamp too large"), and Python overflows adding a day
+# to it. A thousand years of margin leaves every time zone and every date computation in range.
+LATEST_TIMESTAMP = 32_503_679_999
+Timestamp = Annotated[StrictInt, Field(ge=0, le=LATEST_TIMESTAMP)]
 
 
 class _Shape(BaseModel):

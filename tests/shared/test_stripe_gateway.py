@@ -14,11 +14,11 @@ import stripe
 
 from shared.integrations.stripe_gateway import (
     StripeGateway,
-    StripeGatewayError,
     StripePermanent,
     StripeTransient,
     WebhookPayloadInvalid,
     WebhookSignatureInvalid,
+    WebhooksNotConfigured,
 )
 from shared.settings import Settings
 from tests.peers.localstripe_peer import LocalStripe
@@ -204,9 +204,9 @@ def test_construct_event_rejects_a_signed_body_that_is_not_an_event(
 def test_construct_event_without_a_configured_secret_is_not_blamed_on_the_sender(
         stripe_settings: Callable[..., Settings]) -> None:
     gateway = StripeGateway(stripe_settings("http://127.0.0.1:9", stripe_webhook_secret=""))
-    with pytest.raises(StripeGatewayError) as caught:
+    with pytest.raises(WebhooksNotConfigured) as caught:
         gateway.construct_event(EVENT_BODY, sign(EVENT_BODY))
-    assert not isinstance(caught.value, WebhookSignatureInvalid)
+    assert caught.value.status == 503 and "STRIPE_WEBHOOK_SECRET" in caught.value.detail
 
 
 # --- against the stub -------------------------------------------------------------------

@@ -6,7 +6,8 @@ import logging
 import pytest
 
 from shared.jobs.kinds import TaskName
-from shared.models import Job
+from shared.models import Job, WebhookEvent
+from tests.peers.stripe_events import event, invoice, post_webhook
 from worker.app import create_celery
 
 
@@ -52,3 +53,18 @@ def test_stripe_sweeps_do_nothing_and_say_so_once(settings, stripe_stub, caplog)
     assert len(said) == 2 and all(r.levelno < logging.WARNING for r in caplog.records
                                   if "billing is not configured" in r.getMessage())
     assert stripe_stub.requests == []
+
+
+@pytest.mark.parametrize("settings_overrides", [{"stripe_webhook_secret": ""},
+                                                {"stripe_webhook_secret": "", "stripe_api_key": ""}],
+                         ids=["no webhook secret", "no Stripe at all"])
+def test_a_webhook_without_a_webhook_secret_is_a_503_saying_so_and_nothing_is_stored(client, db,
+                                                                                    settings_overrides):
+    payload = event("invoice.paid", invoice("in_unconfigured", "cus_x"))
+    response = post_webhook(client, payload)
+    assert response.status_code == 503 and response.mimetype == "application/problem+json"
+    problem = response.get_json()
+    assert problem["title"] == "Billing not configured" and problem["type"].endswith("/billing-not-configured")
+    assert "webhooks" in problem["detail"] and "STRIPE_WEBHOOK_SECRET" in problem["detail"]
+    with db.transaction() as session:
+        assert session.query(WebhookEvent).count() == 0

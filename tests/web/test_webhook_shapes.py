@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
 
 from shared import billing, webhooks
 from shared.integrations.stripe_gateway import StripeGateway
 from shared.jobs.states import WebhookStatus
-from shared.models import WebhookEvent
+from shared.models import BillingAccount, WebhookEvent
+from shared.schemas.stripe_events import LATEST_TIMESTAMP
 from tests.peers.stripe_events import post_webhook, sign, subscription
 
 KNOWN_CUSTOMER, KNOWN_SUBSCRIPTION = "cus_known", "sub_known"
@@ -173,3 +176,47 @@ def test_a_checkout_naming_someone_elses_user_is_stored_and_ignored(client, db, 
     webhooks.process(db, StripeGateway(settings), settings, row.id)
     with db.transaction() as session:
         assert session.get(WebhookEvent, row.id).status == WebhookStatus.IGNORED
+
+
+# 9999-12-31 23:59:59 UTC, the last second a UTC date holds: a server east of UTC cannot show it.
+END_OF_YEAR_9999 = 253_402_300_799
+
+
+@pytest.mark.parametrize("field", ["created", "current_period_end"])
+def test_a_timestamp_no_server_time_zone_can_read_back_is_refused(client, db, known_customer, field):
+    obj = subscription(KNOWN_SUBSCRIPTION, KNOWN_CUSTOMER, "price_x")
+    fields = {"id": f"evt_late_{field}", "type": "customer.subscription.updated", "created": 1_700_000_000,
+              "data": {"object": obj}}
+    if field == "created":
+        fields["created"] = END_OF_YEAR_9999
+    else:
+        obj[field] = END_OF_YEAR_9999
+    response = post_webhook(client, json.dumps(fields).encode())
+    assert response.status_code == 400, response.get_json()
+    assert any(field in error["loc"] for error in response.get_json()["errors"])
+    with db.transaction() as session:
+        assert session.scalars(select(WebhookEvent)).all() == []
+
+
+def test_the_latest_timestamp_accepted_reads_back_in_every_server_time_zone(client, db, settings, known_customer):
+    obj = subscription(KNOWN_SUBSCRIPTION, KNOWN_CUSTOMER, "price_x", current_period_end=LATEST_TIMESTAMP)
+    body = json.dumps({"id": "evt_latest", "type": "customer.subscription.updated", "created": LATEST_TIMESTAMP,
+                       "data": {"object": obj}}).encode()
+    assert post_webhook(client, body).status_code == 200
+    with db.transaction() as session:
+        row = session.scalars(select(WebhookEvent)).one()
+    assert webhooks.process(db, StripeGateway(settings), settings, row.id) is None
+    latest = datetime.fromtimestamp(LATEST_TIMESTAMP, UTC)
+    if settings.is_sqlite:
+        zones = [None]
+    else:  # the farthest zones east and west of UTC
+        zones = ["Etc/GMT-14", "Etc/GMT+12"]
+    for zone in zones:
+        engine = create_engine(db.engine.url, connect_args={"options": f"-c TimeZone={zone}"} if zone else {})
+        try:
+            with Session(engine) as session:
+                account = session.scalars(select(BillingAccount)
+                                          .where(BillingAccount.stripe_customer_id == KNOWN_CUSTOMER)).one()
+                assert account.current_period_end.replace(tzinfo=account.current_period_end.tzinfo or UTC) == latest
+        finally:
+            engine.dispose()

@@ -28,7 +28,8 @@ def test_a_verified_event_is_stored_raw_and_acknowledged(client, db):
 
 
 @pytest.mark.parametrize("shape", ["missing signature", "wrong secret", "tampered body", "stale timestamp",
-                                   "future garbage header", "malformed body", "not an event"])
+                                   "future garbage header", "malformed body", "not an event",
+                                   "number too long"])
 def test_every_bad_webhook_is_a_400_and_nothing_is_stored(client, db, shape):
     payload = event("invoice.paid", invoice("in_2", "cus_x"))
     header = sign(payload)
@@ -47,6 +48,9 @@ def test_every_bad_webhook_is_a_400_and_nothing_is_stored(client, db, shape):
         header = sign(payload)
     elif shape == "not an event":
         payload = json.dumps([1, 2, 3]).encode()
+        header = sign(payload)
+    elif shape == "number too long":  # more digits than Python's int() reads
+        payload = payload.replace(b'"total": 1900', b'"total": ' + b"9" * 5000)
         header = sign(payload)
     response = post_webhook(client, payload, secret=None, signature=header)
     assert response.status_code == 400, shape
@@ -73,3 +77,25 @@ def test_the_database_catches_a_duplicate_the_marker_missed(client, db, app):
     again = post_webhook(client, payload)
     assert again.status_code == 200 and again.get_json()["duplicate"] is True
     assert stored(db) == 1
+
+
+@pytest.mark.parametrize("form", ["t={ts}=1,v1={sig}", "t= {ts} ,v1={sig}", "t=+{ts},v1={sig}",
+                                  "t={ts},t=later,v1={sig}"],
+                         ids=["second equals sign", "spaces", "plus sign", "second t"])
+def test_a_signature_header_the_sdk_accepts_is_read_as_the_sdk_reads_it(client, db, form):
+    # The SDK reads t= with split("=", 2) and int(), and only the first t=; these headers verify.
+    payload = event("invoice.paid", invoice("in_5", "cus_x"))
+    now = int(time.time())
+    signature = sign(payload, timestamp=now).partition(",v1=")[2]
+    response = post_webhook(client, payload, secret=None, signature=form.format(ts=now, sig=signature))
+    assert response.status_code == 200, response.get_json()
+    assert stored(db) == 1
+
+
+def test_a_future_timestamp_is_refused_however_the_header_spells_it(client, db):
+    payload = event("invoice.paid", invoice("in_6", "cus_x"))
+    future = int(time.time()) + 3600
+    signature = sign(payload, timestamp=future).partition(",v1=")[2]
+    response = post_webhook(client, payload, secret=None, signature=f"t={future}=1,v1={signature}")
+    assert response.status_code == 400 and "future" in response.get_json()["detail"]
+    assert stored(db) == 0

@@ -6,7 +6,9 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from shared import webhooks
 from shared.errors import DomainError
-from shared.integrations.stripe_gateway import WebhookPayloadInvalid, WebhookSignatureInvalid
+from shared.integrations.stripe_gateway import (
+    WebhookPayloadInvalid, WebhookSignatureInvalid, WebhooksNotConfigured,
+)
 from shared.jobs.outbox import WEBHOOK_EVENTS
 from shared.schemas.billing import STRIPE_EVENT_EXAMPLE, WebhookAck
 from web.dispatch import enqueue
@@ -24,9 +26,11 @@ class BadWebhook(DomainError):
     status, title, type_slug = 400, "Webhook rejected", "webhook-rejected"
 
 
-@bp.post("/stripe", responses=responses({200: WebhookAck}, 400), openapi_extensions={"requestBody": _BODY})
+@bp.post("/stripe", responses=responses({200: WebhookAck}, 400, 503), openapi_extensions={"requestBody": _BODY})
 def stripe_webhook():
-    """Receive a Stripe event: 400 (nothing stored) unless its signature verifies."""
+    """Receive a Stripe event: 400 unless its signature verifies, 503 without a webhook secret (nothing stored)."""
+    if not state().settings.stripe_webhook_secret.get_secret_value():
+        raise WebhooksNotConfigured()
     payload = request.get_data(cache=False)
     try:
         event = state().gateway.construct_event(payload, request.headers.get("Stripe-Signature"))
