@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import sys
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -56,6 +57,12 @@ def check_json_body() -> None:
         raise InvalidJSON(f"the request body is not valid JSON: {error.msg} at line {error.lineno}, column "
                           f"{error.colno} (character {error.pos})", line=error.lineno, column=error.colno,
                           position=error.pos) from None
+    except ValueError:
+        # The one other ValueError json.loads raises: an integer literal longer than Python
+        # converts (sys.get_int_max_str_digits(), 4300 digits by default).
+        raise InvalidJSON(f"the request body is not acceptable JSON: a number in it is too long (more than "
+                          f"{sys.get_int_max_str_digits()} digits)",
+                          max_digits=sys.get_int_max_str_digits()) from None
     except RecursionError:
         too_deep = True  # deeper than the parser can go, so certainly deeper than allowed
     else:

@@ -1,4 +1,4 @@
-"""URLs must be UTF-8: a path or query string whose percent-escapes decode to invalid UTF-8 is refused.
+"""URLs must be UTF-8: a path or query string whose bytes (raw or percent-escaped) are not valid UTF-8 is refused.
 
 Werkzeug decodes such bytes with replacement characters, so `%c0%af` and `%ff%fe` would both
 name the file "\ufffd\ufffd"; two different requests must never read as the same one.
@@ -23,14 +23,23 @@ def init_url_checks(app: Flask) -> None:
         # been decoded already, invalid bytes replaced.
         raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
         if raw_uri:
-            path = unquote_to_bytes(raw_uri.partition("?")[0])
-        else:  # PEP 3333: the percent-decoded path as Latin-1 text of its bytes
-            path = request.environ.get("PATH_INFO", "").encode("latin-1", "replace")
-        query = unquote_to_bytes(request.environ.get("QUERY_STRING", "").replace("+", " "))
+            path = unquote_to_bytes(_wsgi_bytes(raw_uri.partition("?")[0]))
+        else:  # the percent-decoded path
+            path = _wsgi_bytes(request.environ.get("PATH_INFO", ""))
+        query = unquote_to_bytes(_wsgi_bytes(request.environ.get("QUERY_STRING", "")).replace(b"+", b" "))
         for part, raw in (("path", path), ("query string", query)):
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as error:
-                raise InvalidURL(f"the URL's {part} is not valid UTF-8 (a percent-escape decodes to byte "
-                                 f"0x{raw[error.start]:02x}, which cannot start or continue a character there)",
+                raise InvalidURL(f"the URL's {part} is not valid UTF-8 (byte 0x{raw[error.start]:02x}, sent as it is "
+                                 f"or percent-escaped, cannot start or continue a character there)",
                                  part=part) from None
+
+
+def _wsgi_bytes(text: str) -> bytes:
+    """The bytes the client sent: PEP 3333 gives the URL's parts as Latin-1 text of them.
+
+    Passing the text itself to `unquote_to_bytes` would encode it as UTF-8, turning a raw 0xff
+    (sent unescaped, which gunicorn refuses but other servers pass on) into valid UTF-8.
+    """
+    return text.encode("latin-1", "replace")
