@@ -94,8 +94,13 @@ class JobContext:
 
 
 def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
-            transient: tuple[type[BaseException], ...]) -> None:
-    """Run `work` for this delivery unless another delivery owns the job or it has finished."""
+            transient: tuple[type[BaseException], ...], *,
+            refuse: Callable[[Settings], DomainError | None] | None = None) -> None:
+    """Run `work` for this delivery unless another delivery owns the job or it has finished.
+
+    `refuse`, when given, is asked first: a refusal it returns (billing not configured) ends the
+    claimed job failed with that error, said in one log line, without an attempt at the work.
+    """
     settings, db = settings_of(task.app), database_of(task.app)
     logcontext.job_id.set(job_id)
     worker = f"{task.request.hostname or 'worker'}:{os.getpid()}"
@@ -120,8 +125,13 @@ def run_job(task: Task, job_id: str, work: Callable[[JobContext], JobOutcome],
         logger.info("job %s is running elsewhere; checking again in %.1f s", job_id, claim.retry_in)
         raise task.retry(countdown=claim.retry_in, max_retries=None)
 
-    logger.info("job %s: attempt %s of %s on %s", job_id, claim.attempt, claim.max_attempts, worker)
     announcer, reporter = context.announcer, context._reporter
+    refusal = refuse(settings) if refuse else None
+    if refusal is not None:
+        logger.info("job %s not run: %s", job_id, refusal)
+        _end(db, claim, announcer, status=JobStatus.FAILED, error=refusal)
+        return
+    logger.info("job %s: attempt %s of %s on %s", job_id, claim.attempt, claim.max_attempts, worker)
     announcer.started(claim.attempt, claim.max_attempts)
     reporter.start()
     try:

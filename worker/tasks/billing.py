@@ -15,6 +15,7 @@ from shared.jobs import submission
 from shared.jobs.kinds import TaskName
 from shared.jobs.outbox import JOBS
 from shared.models import Job, User
+from shared.settings import Settings
 from worker.context import database_of, gateway_of, settings_of
 from worker.jobrunner import JobContext, JobOutcome, run_job
 
@@ -27,7 +28,12 @@ TRANSIENT = (StripeTransient, OperationalError)
 def sync_customer(self, job_id: str) -> None:
     """Refresh one user's customer, subscription and invoices from Stripe."""
     gateway = gateway_of(self.app)
-    run_job(self, job_id, lambda ctx: sync(ctx, gateway), TRANSIENT)
+    run_job(self, job_id, lambda ctx: sync(ctx, gateway), TRANSIENT, refuse=billing_off)
+
+
+def billing_off(settings: Settings) -> BillingNotConfigured | None:
+    """Why a billing job cannot run here (queued before billing was turned off), if it cannot."""
+    return None if settings.billing_enabled else BillingNotConfigured()
 
 
 def sync(ctx: JobContext, gateway: StripeGateway) -> JobOutcome:
