@@ -13,6 +13,8 @@ from shared.models import BillingAccount, Invoice
 from shared.models.base import utcnow
 from shared.settings import Settings
 
+# The plan of an account that never subscribed.
+FREE_PLAN = "free"
 # Stripe's subscription states that matter here; the others are stored as Stripe names them.
 SUBSCRIPTION_INACTIVE, SUBSCRIPTION_CANCELED = "inactive", "canceled"
 # Stripe states in which the subscription's plan is granted.
@@ -30,8 +32,8 @@ class Plan:
 
 def plans(settings: Settings) -> dict[str, Plan]:
     return {
-        "free": Plan("free", None, settings.plan_free_monthly_generations, settings.plan_free_concurrent_jobs,
-                     settings.plan_free_monthly_tokens),
+        FREE_PLAN: Plan(FREE_PLAN, None, settings.plan_free_monthly_generations,
+                        settings.plan_free_concurrent_jobs, settings.plan_free_monthly_tokens),
         "pro": Plan("pro", settings.plan_pro_price_id, settings.plan_pro_monthly_generations,
                     settings.plan_pro_concurrent_jobs, settings.plan_pro_monthly_tokens),
         "team": Plan("team", settings.plan_team_price_id, settings.plan_team_monthly_generations,
@@ -99,7 +101,7 @@ def apply_subscription(session: Session, account: BillingAccount, subscription: 
     account.current_period_end = _ts(subscription.get("current_period_end") or item.get("current_period_end"))
     account.cancel_at_period_end = bool(subscription.get("cancel_at_period_end"))
     plan = plan_for_price(settings, subscription_price(subscription))
-    account.plan = plan if plan and status in ENTITLED_STATES else "free"
+    account.plan = plan if plan and status in ENTITLED_STATES else FREE_PLAN
     account.subscription_watermark = as_of
     return True
 

@@ -23,9 +23,12 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from shared.billing import FREE_PLAN
+
 ACCOUNT = """
 SELECT u.is_active, u.role, u.email, u.full_name, u.created_at, u.content_version,
-       EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = :session_id AND t.revoked_at IS NOT NULL)
+       EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = :session_id AND t.revoked_at IS NOT NULL),
+       (SELECT b.plan FROM billing_accounts b WHERE b.user_id = u.id)
 FROM users u WHERE u.id = :user_id
 """
 JOB_COLUMNS = ("id", "kind", "status", "project_id", "progress_percent", "progress_stage", "progress_detail",
@@ -52,6 +55,8 @@ class Account:
     content_version: int
     # The login the token belongs to was logged out, or caught reusing a refresh token.
     logged_out: bool
+    # The billing plan's name (free until the account subscribes).
+    plan: str
 
 
 class JobRow:
@@ -82,9 +87,9 @@ class QuickReads:
                                                   "session_id": self._id(session_id or uuid.UUID(int=0))})
         if row is None:
             return None
-        is_active, role, email, full_name, created_at, content_version, logged_out = row
+        is_active, role, email, full_name, created_at, content_version, logged_out, plan = row
         return Account(user_id, bool(is_active), role, email, full_name, self._datetime(created_at), content_version,
-                       bool(logged_out))
+                       bool(logged_out), plan or FREE_PLAN)
 
     def job(self, job_id: uuid.UUID, owner_id: uuid.UUID) -> JobRow | None:
         """The owner's job, or None (another user's job is as absent as a missing one)."""

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.billing import Plan, find_account, plans
+from shared.billing import FREE_PLAN, Plan, find_account, plans
 from shared.errors import PaymentRequired
 from shared.jobs.kinds import GENERATION_KINDS
 from shared.jobs.states import ACTIVE
@@ -50,7 +50,7 @@ def month_bounds(now: datetime) -> tuple[datetime, datetime]:
 
 def plan_of(session: Session, user_id: uuid.UUID, settings: Settings) -> Plan:
     account = find_account(session, user_id)
-    return plans(settings)[account.plan if account else "free"]
+    return plans(settings)[account.plan if account else FREE_PLAN]
 
 
 def usage(session: Session, user_id: uuid.UUID, settings: Settings, now: datetime | None = None) -> Usage:
@@ -62,7 +62,7 @@ def usage(session: Session, user_id: uuid.UUID, settings: Settings, now: datetim
     return Usage(plan_of(session, user_id, settings), start, end, generations, active, tokens)
 
 
-def take_generation(session: Session, user_id: uuid.UUID, settings: Settings) -> None:
+def take_generation(session: Session, user_id: uuid.UUID, settings: Settings, plan: Plan | None = None) -> None:
     """Count one more generation job against the plan, or refuse it with a 402 problem.
 
     Refused when the month's generations or model tokens are used up, or when the plan's jobs
@@ -71,7 +71,7 @@ def take_generation(session: Session, user_id: uuid.UUID, settings: Settings) ->
     on the month's row until it commits; a refusal rolls the count back with it.
     """
     start, end = month_bounds(utcnow())
-    plan = plan_of(session, user_id, settings)
+    plan = plan or plan_of(session, user_id, settings)
     taken = _take(session, user_id, start, plan)
     if taken is None:
         _start_month(session, user_id, start)
@@ -90,8 +90,8 @@ def take_generation(session: Session, user_id: uuid.UUID, settings: Settings) ->
             limit="monthly_tokens", plan=plan.name, allowed=plan.monthly_tokens, used=tokens,
             resets_at=end.isoformat())
     # Counted under the lock just taken, and only as far as the limit: enough to refuse.
-    in_flight = select(Job.id).where(*_generations_of(user_id), Job.status.in_(ACTIVE)).limit(plan.concurrent_jobs)
-    active = session.scalar(select(func.count()).select_from(in_flight.subquery())) or 0
+    active = session.connection().execute(_IN_FLIGHT_UP_TO, {"user_id": user_id,
+                                                             "limit": plan.concurrent_jobs}).scalar() or 0
     if active >= plan.concurrent_jobs:
         raise PaymentRequired(
             f"the {plan.name} plan allows {plan.concurrent_jobs} generation job(s) at a time; wait for one to "
@@ -109,19 +109,37 @@ def charge_tokens(session: Session, job: Any, spent: int) -> None:
                         .values(tokens=MonthlyUsage.tokens + spent))
 
 
+# Built once: a submission runs these on every request. Core statements on the session's
+# connection, as the ORM's bookkeeping would cost more than the statements themselves.
+_USAGE = MonthlyUsage.__table__.c
+_TAKE = (update(MonthlyUsage.__table__)
+         .where(_USAGE.user_id == bindparam("owner"), _USAGE.month == bindparam("of_month"),
+                _USAGE.generations < bindparam("generations_allowed"), _USAGE.tokens < bindparam("tokens_allowed"))
+         .values(generations=_USAGE.generations + 1))
+_MONTH_LOCKED = (select(_USAGE.generations, _USAGE.tokens)
+                 .where(_USAGE.user_id == bindparam("owner"), _USAGE.month == bindparam("of_month")).with_for_update())
+_IN_FLIGHT_UP_TO = select(func.count()).select_from(
+    select(Job.__table__.c.id)
+    .where(Job.__table__.c.owner_id == bindparam("user_id"), Job.__table__.c.kind.in_(GENERATION_KINDS),
+           Job.__table__.c.status.in_(ACTIVE))
+    .limit(bindparam("limit")).subquery())
+
+
 def _take(session: Session, user_id: uuid.UUID, month: datetime, plan: Plan) -> bool | None:
     """Count one generation if the month has room: True, False when it has none, None without a row."""
-    taken = session.execute(
-        update(MonthlyUsage)
-        .where(MonthlyUsage.user_id == user_id, MonthlyUsage.month == month,
-               MonthlyUsage.generations < plan.monthly_generations, MonthlyUsage.tokens < plan.monthly_tokens)
-        .values(generations=MonthlyUsage.generations + 1)
-    ).rowcount
-    if taken:
+    connection = session.connection()
+    parameters = {"owner": user_id, "of_month": month, "generations_allowed": plan.monthly_generations,
+                  "tokens_allowed": plan.monthly_tokens}
+    if connection.execute(_TAKE, parameters).rowcount:
         return True
-    exists = session.scalar(select(MonthlyUsage.generations).where(MonthlyUsage.user_id == user_id,
-                                                                   MonthlyUsage.month == month))
-    return None if exists is None else False
+    # No room, or no row when the UPDATE looked (a concurrent first submission of the month may
+    # have created it since): look again holding the row's lock, so the answer stays true.
+    row = connection.execute(_MONTH_LOCKED, parameters).first()
+    if row is None:
+        return None
+    if row.generations >= plan.monthly_generations or row.tokens >= plan.monthly_tokens:
+        return False
+    return bool(connection.execute(_TAKE, parameters).rowcount)
 
 
 def _start_month(session: Session, user_id: uuid.UUID, month: datetime) -> None:

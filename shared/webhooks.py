@@ -234,7 +234,7 @@ def _customer_deleted(session, obj, created, gateway, settings) -> dict[str, Any
         return {"ignored": True, "reason": "unknown customer"}
     account.customer_deleted = True
     if account.subscription_status in billing.ENTITLED_STATES and created >= account.subscription_watermark:
-        account.subscription_status, account.plan = billing.SUBSCRIPTION_CANCELED, "free"
+        account.subscription_status, account.plan = billing.SUBSCRIPTION_CANCELED, billing.FREE_PLAN
         account.subscription_watermark = created
     return {"user_id": str(account.user_id), "customer": obj.get("id"), "plan": account.plan}
 

@@ -11,17 +11,31 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared import projects, quotas
-from shared.errors import Conflict
+from shared import quotas
+from shared.billing import Plan
+from shared.errors import Conflict, NotFound
 from shared.jobs.kinds import KINDS, JobKind
 from shared.jobs.states import ACTIVE, JobStatus
-from shared.models import BillingAccount, IdempotencyKey, Job
+from shared.models import BillingAccount, IdempotencyKey, Job, Project
 from shared.models.base import utcnow
 from shared.settings import Settings
+
+
+# Built once: every submission runs them (Core statements on the session's connection).
+_OWNED_PROJECT = select(Project.__table__.c.id).where(Project.__table__.c.id == bindparam("project_id"),
+                                                       Project.__table__.c.owner_id == bindparam("owner_id"))
+_INSERT_JOB = insert(Job.__table__)
+_INSERT_KEY = insert(IdempotencyKey.__table__)
+# A new job's columns beyond who, what and when.
+_NEW_JOB = {"status": JobStatus.QUEUED, "progress_percent": 0, "progress_stage": JobStatus.QUEUED,
+            "progress_detail": None, "progress_tokens": 0, "attempts": 0, "next_retry_at": None, "error_type": None,
+            "error_message": None, "error_details": None, "result": None, "token_usage": None, "tokens_used": 0,
+            "cancel_requested_at": None, "claim_token": None, "worker": None, "lease_expires_at": None,
+            "started_at": None, "finished_at": None}
 
 
 def request_fingerprint(kind: str, body: dict[str, Any]) -> str:
@@ -30,22 +44,24 @@ def request_fingerprint(kind: str, body: dict[str, Any]) -> str:
 
 
 def submit_generation(session: Session, settings: Settings, *, owner_id: uuid.UUID, kind: JobKind,
-                      project_id: uuid.UUID, payload: dict[str, Any],
-                      idempotency_key: str | None) -> tuple[Job, bool]:
+                      project_id: uuid.UUID, payload: dict[str, Any], idempotency_key: str | None,
+                      plan: Plan | None = None) -> tuple[Job, bool]:
     """Record a generation job for one of the owner's projects; returns the job and whether it is new.
 
     A request repeated with its Idempotency-Key is answered with the original job before the
-    plan's quota is checked, so a retry is never charged twice.
+    plan's quota is checked, so a retry is never charged twice. `plan`: the owner's, when the
+    caller has read it already.
     """
     if not KINDS[kind].is_generation:
         raise ValueError(f"{kind} is not a generation kind")
-    projects.get_project(session, owner_id, project_id)
+    if session.connection().execute(_OWNED_PROJECT, {"project_id": project_id, "owner_id": owner_id}).first() is None:
+        raise NotFound("project not found")
     fingerprint = request_fingerprint(kind, {"project_id": str(project_id), **payload})
     if idempotency_key:
         replayed = find_replay(session, owner_id, idempotency_key, fingerprint)
         if replayed is not None:
             return replayed, False
-    quotas.take_generation(session, owner_id, settings)
+    quotas.take_generation(session, owner_id, settings, plan)
     return _record(session, settings, owner_id=owner_id, kind=kind, project_id=project_id, payload=payload,
                    idempotency_key=idempotency_key, fingerprint=fingerprint)
 
@@ -61,27 +77,27 @@ def _record(session: Session, settings: Settings, *, owner_id: uuid.UUID, kind: 
             project_id: uuid.UUID | None, payload: dict[str, Any], idempotency_key: str | None,
             fingerprint: str | None) -> tuple[Job, bool]:
     now = utcnow()
-    # Marked sent already: the submitter hands it over right after the commit (Outbox.hand_over_marked).
-    job = Job(owner_id=owner_id, project_id=project_id, kind=kind, payload=payload,
-              max_attempts=settings.job_max_attempts, status=JobStatus.QUEUED, progress_stage=JobStatus.QUEUED,
-              sent_at=now)
-    session.add(job)
-    session.flush()
+    # Every column given, so the row needs no flush to be read back. Marked sent already: the
+    # submitter hands it over right after the commit (Outbox.hand_over_marked).
+    values = dict(_NEW_JOB, id=uuid.uuid4(), owner_id=owner_id, project_id=project_id, kind=kind, payload=payload,
+                  max_attempts=settings.job_max_attempts, sent_at=now, created_at=now, updated_at=now)
     if idempotency_key:
-        record = IdempotencyKey(owner_id=owner_id, key=idempotency_key, request_hash=fingerprint, job_id=job.id,
-                                created_at=now,
-                                expires_at=now + timedelta(seconds=settings.idempotency_key_ttl_seconds))
         try:
             with session.begin_nested():
-                session.add(record)
+                session.connection().execute(_INSERT_JOB, values)
+                session.connection().execute(_INSERT_KEY, {
+                    "id": uuid.uuid4(), "owner_id": owner_id, "key": idempotency_key, "request_hash": fingerprint,
+                    "job_id": values["id"], "created_at": now,
+                    "expires_at": now + timedelta(seconds=settings.idempotency_key_ttl_seconds)})
         except IntegrityError:
             # A concurrent request with the same key won the insert: answer with its job.
-            session.expunge(job)
             existing = find_replay(session, owner_id, idempotency_key, fingerprint)
             if existing is None:
                 raise Conflict("a request with this Idempotency-Key is being processed; retry shortly") from None
             return existing, False
-    return job, True
+    else:
+        session.connection().execute(_INSERT_JOB, values)
+    return Job(**values), True
 
 
 def find_replay(session: Session, owner_id: uuid.UUID, key: str, fingerprint: str | None) -> Job | None:

@@ -89,7 +89,7 @@ def subscription():
     """The user's plan and subscription as last reported by Stripe."""
     account = billing.find_account(db_session(), current_user_id())
     if account is None:
-        return SubscriptionOut(plan="free", status=billing.SUBSCRIPTION_INACTIVE, subscription_id=None,
+        return SubscriptionOut(plan=billing.FREE_PLAN, status=billing.SUBSCRIPTION_INACTIVE, subscription_id=None,
                                current_period_end=None, cancel_at_period_end=False).model_dump(mode="json")
     return SubscriptionOut(plan=account.plan, status=account.subscription_status,
                            subscription_id=account.subscription_id, current_period_end=account.current_period_end,

@@ -4,11 +4,12 @@ from __future__ import annotations
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
+from shared import billing
 from shared.errors import Unprocessable
 from shared.jobs import submission
 from shared.jobs.kinds import JobKind
 from shared.schemas.jobs import SPEC_REQUIRED, GenerateBody, IdempotencyHeader
-from web.auth import current_user_id
+from web.auth import authenticated_account
 from web.dispatch import enqueue_submitted
 from web.metrics import JOBS_SUBMITTED
 from web.openapi import BEARER, responses
@@ -23,11 +24,11 @@ def submit_generation(kind: JobKind, body: GenerateBody, header: IdempotencyHead
     """Record the job, commit, then hand it to the broker (the outbox covers a failed send)."""
     if body.spec is None and state().settings.generation_needs_spec:
         raise Unprocessable(SPEC_REQUIRED, field="body.spec")
-    session = db_session()
+    session, settings, account = db_session(), state().settings, authenticated_account()
     job, created = submission.submit_generation(
-        session, state().settings, owner_id=current_user_id(), kind=kind, project_id=body.project_id,
+        session, settings, owner_id=account.user_id, kind=kind, project_id=body.project_id,
         payload={"spec": body.spec.model_dump(mode="json") if body.spec else None, "prompt": body.prompt},
-        idempotency_key=header.idempotency_key)
+        idempotency_key=header.idempotency_key, plan=billing.plans(settings)[account.plan])
     session.commit()
     if created:
         JOBS_SUBMITTED.labels(kind).inc()
