@@ -75,6 +75,6 @@ def reconcile(self) -> int:
         return 0
     with db.transaction() as session:
         created = [JOBS.dispatch(job) for job in submission.submit_subscriber_syncs(session, settings)]
-    JOBS.hand_over_all(self.app, db, created)
+    JOBS.hand_over_all(self.app, db, created, marked=True)
     logger.info("reconcile: %s billing sync job(s) queued", len(created))
     return len(created)
