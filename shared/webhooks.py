@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -63,12 +63,12 @@ def receive(db: Database, markers: Redis, event: EventEnvelope, payload: bytes, 
     if _marker_exists(markers, marker):
         return Received(None)
     with db.transaction() as session:
-        row = store(session, event, payload)
+        row_id = store(session, event, payload)
     try:
         markers.set(marker, "1", nx=True, ex=marker_ttl_seconds)
     except (RedisError, OSError) as error:
         logger.warning("dedup store unavailable, event %s not marked: %s", event.id, type(error).__name__)
-    return Received(row.id if row is not None else None)
+    return Received(row_id)
 
 
 def check_object(event: EventEnvelope) -> None:
@@ -91,16 +91,24 @@ def _marker_exists(markers: Redis, marker: str) -> bool:
         return False
 
 
-def store(session: Session, event: EventEnvelope, payload: bytes) -> WebhookEvent | None:
-    """Record a verified event; None when this event id is already stored."""
-    row = WebhookEvent(stripe_event_id=event.id, type=event.type, stripe_created=event.created,
-                       livemode=event.livemode, payload=payload.decode("utf-8"), received_at=utcnow())
+_INSERT_EVENT = insert(WebhookEvent.__table__)
+
+
+def store(session: Session, event: EventEnvelope, payload: bytes) -> uuid.UUID | None:
+    """Record a verified event, already marked sent (its receiver hands it over right after the commit,
+    with Outbox.hand_over_marked); returns its row's id, or None when this event id is already stored."""
+    now = utcnow()
+    row_id = uuid.uuid4()
     try:
         with session.begin_nested():
-            session.add(row)
+            session.connection().execute(_INSERT_EVENT, {
+                "id": row_id, "stripe_event_id": event.id, "type": event.type, "stripe_created": event.created,
+                "livemode": event.livemode, "payload": payload.decode("utf-8"), "status": WebhookStatus.RECEIVED,
+                "attempts": 0, "next_retry_at": None, "error_type": None, "error_message": None, "sent_at": now,
+                "received_at": now, "processed_at": None, "summary": None})
     except IntegrityError:
         return None
-    return row
+    return row_id
 
 
 def process(db: Database, gateway: StripeGateway, settings: Settings, row_id: uuid.UUID) -> float | None:
@@ -290,8 +298,9 @@ def replay(session: Session, reference: str) -> tuple[WebhookEvent, dict[str, An
     return row, before
 
 
-def store_missed(db: Database, gateway: StripeGateway, settings: Settings) -> list[WebhookEvent]:
-    """Store the recent events Stripe lists that never reached us by webhook; returns the new rows."""
+def store_missed(db: Database, gateway: StripeGateway, settings: Settings) -> list[Received]:
+    """Store the recent events Stripe lists that never reached us by webhook (marked sent, to be handed
+    over by the caller); returns the new rows."""
     events = gateway.list_events(created_gte=int(time.time()) - settings.webhook_sweep_lookback_seconds)
     with db.transaction() as session:
         known = stored_ids(session, [event.id for event in events])
@@ -307,9 +316,9 @@ def store_missed(db: Database, gateway: StripeGateway, settings: Settings) -> li
             except (ValidationError, WebhookPayloadInvalid) as error:
                 logger.warning("sweep: event %s is not of a shape we can store: %s", listed.id, error)
                 continue
-            row = store(session, event, payload)
-            if row is not None:
-                stored.append(row)
+            row_id = store(session, event, payload)
+            if row_id is not None:
+                stored.append(Received(row_id))
     return stored
 
 

@@ -9,9 +9,10 @@ from shared.models import Job
 from web.state import state
 
 
-def enqueue(row: Any, outbox: Outbox = JOBS) -> bool:
-    """Send the task for a committed row; if the broker refuses, the row waits in the outbox for the sweep."""
-    return outbox.hand_over_all(state().producer, state().db, [outbox.dispatch(row)]) == 1
+def enqueue(row: Any, outbox: Outbox = JOBS, *, marked: bool = False) -> bool:
+    """Send the task for a committed row (`marked`: committed already marked sent); if the broker refuses,
+    the row waits in the outbox for the sweep."""
+    return outbox.hand_over_all(state().producer, state().db, [outbox.dispatch(row)], marked=marked) == 1
 
 
 def announcer(job: Job) -> Announcer:
@@ -27,5 +28,5 @@ def enqueue_new_job(job: Job) -> None:
 
 def enqueue_submitted(job: Job) -> None:
     """Hand a job just submitted (committed marked sent) to the broker and announce it as queued."""
-    JOBS.hand_over_all(state().producer, state().db, [JOBS.dispatch(job)], marked=True)
+    enqueue(job, marked=True)
     announcer(job).queued(job.kind)

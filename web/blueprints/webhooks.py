@@ -48,5 +48,5 @@ def stripe_webhook():
         raise BadWebhook(str(error), errors=error.errors) from None
     WEBHOOKS_RECEIVED.labels(event.type, "duplicate" if received.duplicate else "stored").inc()
     if not received.duplicate:
-        enqueue(received, WEBHOOK_EVENTS)
+        enqueue(received, WEBHOOK_EVENTS, marked=True)
     return WebhookAck(received=True, duplicate=received.duplicate).model_dump()

@@ -40,7 +40,7 @@ def sweep_missed(self) -> int:
         return 0
     db = database_of(self.app)
     stored = webhooks.store_missed(db, gateway_of(self.app), settings_of(self.app))
-    WEBHOOK_EVENTS.hand_over_all(self.app, db, [WEBHOOK_EVENTS.dispatch(row) for row in stored])
+    WEBHOOK_EVENTS.hand_over_all(self.app, db, [WEBHOOK_EVENTS.dispatch(row) for row in stored], marked=True)
     if stored:
         logger.warning("sweep: %s event(s) had never arrived by webhook", len(stored))
     return len(stored)
