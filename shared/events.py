@@ -14,12 +14,18 @@ Payloads by type (all small; `at` and `job_id` are on every event):
     job.queued      {"kind"}
     job.started     {"attempt", "max_attempts"}
     job.progress    {"percent", "stage"}
-    job.file        {"path", "action": "started" | "written" | "deleted"}
+    job.file        {"path", "action": "started" | "generated" | "dropped"}
     job.retrying    {"attempt", "next_retry_at", "error_type"}
     job.succeeded   {} or a short summary, e.g. {"files": 12}
     job.failed      {"error_type", "error_message"}
     job.canceled    {}
     job.snapshot    the job as GET /api/v2/jobs/{id} shows it (sent by the stream process only)
+
+`job.file` tells what the generation did with a file in memory, never that it was stored: a
+file is "started" when the provider begins it (a model's answer reaches its start line; a
+rendered file is started and generated at once), "generated" when it is complete in the run's
+output, and "dropped" when a file started or generated earlier is not in the output (refused,
+or removed by a repair). The files reach the project only with `job.succeeded`.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What a provider sees of the run it works for: the stage, progress reports, cancel requests, tokens."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from shared.generator.errors import GenerationCanceled, UsageByStage
@@ -40,6 +40,12 @@ UpdateCallback = Callable[[ProgressUpdate], None]
 CancelCheck = Callable[[], bool]
 FileCallback = Callable[[str, str], None]
 
+# What happened to a file of the run, as `on_file(path, action)` hears it. They describe the
+# generation in memory, never storage: a run's files reach its project only when its job succeeds.
+FILE_STARTED = "started"  # the provider began the file (a model's answer reached its start line)
+FILE_GENERATED = "generated"  # the file is complete in the run's output
+FILE_DROPPED = "dropped"  # a file started or generated earlier is not in the run's output (refused, or removed)
+
 
 class RunContext:
     """Created by the pipeline for one run and handed to every provider call.
@@ -58,6 +64,8 @@ class RunContext:
         self._start = self._end = self._percent = 0
         self._last_progress: tuple[int, str] | None = None
         self._usage: dict[str, TokenUsage] = {}
+        # Files the current provider call has started and not yet accounted for.
+        self._started: set[str] = set()
 
     def enter(self, stage: str, start: int, end: int) -> None:
         """Begin a stage spanning [start, end) percent; a pending cancel stops the run before it."""
@@ -78,10 +86,29 @@ class RunContext:
             percent = max(percent, min(self._end - 1, self._start + int(fraction * (self._end - self._start))))
         self._emit(percent, detail, pending_tokens)
 
-    def file(self, path: str, action: str) -> None:
-        """Tell the watchers a file of the run was written (or rewritten by a repair)."""
-        if self._on_file is not None:
-            self._on_file(path, action)
+    def file_started(self, path: str) -> None:
+        """A provider began writing `path` (told once per provider call; the pipeline tells the rest)."""
+        if path not in self._started:
+            self._started.add(path)
+            self._file(path, FILE_STARTED)
+
+    def files_done(self, files: Mapping[str, str], before: Mapping[str, str]) -> None:
+        """Account for a provider call's output: one step per file generated, then the files dropped.
+
+        A file is generated when its content changed from `before` or the provider started it
+        again; one it never said it started is started and generated at once. Files of `before`
+        missing from `files`, and files started but not in the output (a model's file the project
+        refused), are dropped. Each generated file moves the percent through the stage.
+        """
+        started, self._started = self._started, set()
+        generated = sorted(path for path, content in files.items() if path in started or before.get(path) != content)
+        for index, path in enumerate(generated, 1):
+            if path not in started:
+                self._file(path, FILE_STARTED)
+            self._file(path, FILE_GENERATED)
+            self.report(fraction=index / len(generated), detail=f"generated {path}")
+        for path in sorted((set(before) | started) - set(files)):
+            self._file(path, FILE_DROPPED)
 
     def cancel_requested(self) -> bool:
         return self._should_cancel is not None and bool(self._should_cancel())
@@ -97,6 +124,10 @@ class RunContext:
     def usage(self) -> UsageByStage:
         """Tokens per stage that used any: {"plan": {"prompt_tokens": .., "completion_tokens": ..}, ...}."""
         return {stage: usage.to_dict() for stage, usage in self._usage.items()}
+
+    def _file(self, path: str, action: str) -> None:
+        if self._on_file is not None:
+            self._on_file(path, action)
 
     def _emit(self, percent: int, detail: str | None, pending_tokens: int) -> None:
         self._percent = percent

@@ -70,6 +70,33 @@ def parse_files(text: str, *, truncated: bool = False) -> ParsedFiles:
     return parsed
 
 
+class FileStarts:
+    """The files a streamed answer has begun, as its text grows: each path once, when its start line is complete.
+
+    Only the marker format shows where a file starts while the model is still writing; files in
+    the Markdown fallback are known when the answer is complete.
+    """
+
+    def __init__(self) -> None:
+        self._scanned = 0
+        self._seen: set[str] = set()
+
+    def new(self, text: str) -> list[str]:
+        """Paths whose start line appeared since the last call (the line after it has begun)."""
+        end = text.rfind("\n", self._scanned) + 1
+        if end <= self._scanned:
+            return []
+        lines, self._scanned = text[self._scanned:end].splitlines(), end
+        found = []
+        for line in lines:
+            start = _START.match(line)
+            path = _clean_path(start.group("path")) if start else ""
+            if path and path not in self._seen:
+                self._seen.add(path)
+                found.append(path)
+        return found
+
+
 def _parse_markers(lines: list[str], truncated: bool) -> ParsedFiles:
     parsed = ParsedFiles()
     path: str | None = None
@@ -184,6 +211,11 @@ def admit_files(files: Mapping[str, str], *, owned: Iterable[str], reserved: Col
         count += 1
         total += size
     return accepted, refused
+
+
+def may_write(path: str, *, owned: Iterable[str], reserved: Collection[str], limits: Limits) -> bool:
+    """Whether the project would take a file of the model's at `path` (its size aside)."""
+    return _path_refusal(path, tuple(owned), reserved, limits) is None
 
 
 def _path_refusal(path: str, owned: tuple[str, ...], reserved: Collection[str], limits: Limits) -> str | None:

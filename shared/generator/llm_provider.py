@@ -27,7 +27,7 @@ from shared.generator.errors import (
     ProviderUnavailable,
     TokenBudgetExceeded,
 )
-from shared.generator.llm_files import Refusal, admit_files, parse_files
+from shared.generator.llm_files import FileStarts, Refusal, admit_files, may_write, parse_files
 from shared.generator.llm_prompts import generate_messages, owned_prefixes, repair_messages
 from shared.generator.llm_spec import (
     STRUCTURED_MODES,
@@ -92,7 +92,8 @@ class LLMProvider:
     def generate(self, plan: Plan, run: RunContext) -> dict[str, str]:
         """The rendered tests and README, plus the implementation the model writes."""
         rendered = self._rendered(plan)
-        completion = self._call(run, generate_messages(plan, rendered, self._to_write(plan)), _writing)
+        completion = self._call(run, generate_messages(plan, rendered, self._to_write(plan)), _writing,
+                                on_text=self._file_starts(plan, rendered, run))
         implementation = self._admit(plan, {}, completion, rendered)
         return {**rendered, **implementation}
 
@@ -102,7 +103,7 @@ class LLMProvider:
         rendered = self._rendered(plan)
         current = {path: content for path, content in files.items() if path not in rendered}
         messages = repair_messages(plan, rendered, self._to_write(plan), current, report, self._notes)
-        completion = self._call(run, messages, _writing)
+        completion = self._call(run, messages, _writing, on_text=self._file_starts(plan, rendered, run))
         implementation = self._admit(plan, current, completion, rendered)
         return {**rendered, **implementation}
 
@@ -136,13 +137,17 @@ class LLMProvider:
                 self._modes.pop(0)
 
     def _call(self, run: RunContext, messages: Sequence[Mapping[str, str]], describe: Callable[[str], str | None],
-              response_format: Mapping[str, object] | None = None) -> Completion:
+              response_format: Mapping[str, object] | None = None,
+              on_text: Callable[[str], None] | None = None) -> Completion:
+        """One model call; `on_text(text so far)` also hears each paced progress report (and the full answer)."""
         cap = self.settings.llm_max_job_tokens
         if run.tokens_used >= cap:
             raise TokenBudgetExceeded(run.tokens_used, cap)
         limit = self.settings.llm_max_output_tokens
 
         def progress(call_tokens: int, text: str) -> None:
+            if on_text is not None:
+                on_text(text)
             written = len(text) / 4 / limit
             run.report(fraction=min(_MAX_CALL_FRACTION, written), detail=describe(text), pending_tokens=call_tokens)
 
@@ -167,6 +172,17 @@ class LLMProvider:
         if isinstance(error, LLMBudgetExceeded):
             return TokenBudgetExceeded(run.tokens_used, self.settings.llm_max_job_tokens)
         return ProviderUnavailable(str(error))
+
+    def _file_starts(self, plan: Plan, rendered: Mapping[str, str], run: RunContext) -> Callable[[str], None]:
+        """Tells the run of each file the model begins, while it writes, if the project may take that file."""
+        starts, owned = FileStarts(), owned_prefixes(plan)
+
+        def seen(text: str) -> None:
+            for path in starts.new(text):
+                if may_write(path, owned=owned, reserved=rendered, limits=self.limits):
+                    run.file_started(path)
+
+        return seen
 
     def _rendered(self, plan: Plan) -> dict[str, str]:
         owned = owned_prefixes(plan)

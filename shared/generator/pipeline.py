@@ -2,8 +2,10 @@
 
 `on_progress(percent, stage)` is called as each stage starts (plan, generate, validate, then a repair
 and a validate per repair round, and done at 100) and when the percent moves inside a stage;
-`on_update(ProgressUpdate)` also hears what happens inside a stage (the file being written, tokens so
-far). `should_cancel()` is checked before each stage and polled during model calls.
+`on_update(ProgressUpdate)` also hears what happens inside a stage (each file generated, each step of
+a validation, tokens so far). `on_file(path, action)` hears each file of the run "started",
+"generated" or "dropped" (context.FILE_*): what the generation did in memory, not what was stored.
+`should_cancel()` is checked before each stage and polled during model calls.
 """
 from __future__ import annotations
 
@@ -91,14 +93,10 @@ def run_pipeline(
         raise
 
 
-def _announce_files(run: RunContext, files: Mapping[str, str], before: Mapping[str, str]) -> None:
-    """One step per file written (in path order), moving the percent through the stage."""
-    changed = sorted(path for path, content in files.items() if before.get(path) != content)
-    for index, path in enumerate(changed, 1):
-        run.file(path, "written")
-        run.report(fraction=index / len(changed), detail=f"wrote {path}")
-    for path in sorted(set(before) - set(files)):
-        run.file(path, "deleted")
+def _validate(run: RunContext, files: Mapping[str, str], timeout: float, sandbox: Sandbox) -> ValidationReport:
+    """One validation, each of its steps (compile check, test run, outcome) reported inside the stage."""
+    return validate_project(files, timeout, sandbox,
+                            on_step=lambda fraction, detail: run.report(fraction=fraction, detail=detail))
 
 
 def _run(request: GenerationRequest, provider: GenerationProvider, run: RunContext, validate_timeout: float,
@@ -107,9 +105,9 @@ def _run(request: GenerationRequest, provider: GenerationProvider, run: RunConte
     plan = provider.plan(request, run)
     run.enter("generate", _GENERATE, _VALIDATE)
     files = dict(provider.generate(plan, run))
-    _announce_files(run, files, {})
+    run.files_done(files, {})
     run.enter("validate", _VALIDATE, _REPAIR_START)
-    report = validate_project(files, validate_timeout, sandbox)
+    report = _validate(run, files, validate_timeout, sandbox)
 
     step = _REPAIR_SPAN // max(max_repairs, 1)
     attempts = 0
@@ -118,10 +116,10 @@ def _run(request: GenerationRequest, provider: GenerationProvider, run: RunConte
         attempts += 1
         run.enter("repair", start, start + step // 2)
         repaired = dict(provider.repair(plan, files, report, run))
-        _announce_files(run, repaired, files)
+        run.files_done(repaired, files)
         files = repaired
         run.enter("validate", start + step // 2, start + step)
-        report = validate_project(files, validate_timeout, sandbox)
+        report = _validate(run, files, validate_timeout, sandbox)
     if not report.passed:
         raise GenerationFailed(
             f"the generated project failed validation after {attempts} repair attempt(s): {report.message}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import posixpath
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -12,6 +12,12 @@ from shared.sandbox import Sandbox
 from shared.settings import load_settings
 
 OUTPUT_TAIL_CHARS = 4000
+# The detail of the step that lasts: the project's tests running in the sandbox.
+RUNNING_TESTS = "running the tests"
+RUNNING_TESTS_FRACTION = 0.1
+
+# on_step(fraction of the validation, what it is doing): told as each step begins and when the tests end.
+StepCallback = Callable[[float, str], None]
 
 _TRACEBACK_FILE = re.compile(r'File "([^"]+)", line \d+')
 _RAN = re.compile(r"^Ran (\d+) tests? in ", re.MULTILINE)
@@ -111,20 +117,26 @@ def _invalid_files_report(problems: list[FileProblem], started: float) -> Valida
 
 
 def validate_project(files: Mapping[str, str], timeout_seconds: float = 60.0,
-                     sandbox: Sandbox | None = None) -> ValidationReport:
+                     sandbox: Sandbox | None = None, on_step: StepCallback | None = None) -> ValidationReport:
     """Compile every .py file, then run the project's unittest suite in `sandbox` with a wall-clock timeout.
 
     `sandbox` defaults to the one the environment's settings describe. Raises SandboxUnavailable when
     no sandbox works and running unsandboxed is not allowed: then nothing was validated.
+    `on_step(fraction, detail)` hears each step as it begins (the compile check at 0, the test run)
+    and the outcome when the tests finish (at 1), so a long test run can be shown while it lasts.
     """
     if timeout_seconds <= 0:
         raise ValueError("timeout_seconds must be positive")
     sandbox = sandbox if sandbox is not None else default_sandbox()
+    step = on_step if on_step is not None else (lambda _fraction, _detail: None)
     started = time.monotonic()
+    step(0.0, f"compiling {sum(1 for path in files if str(path).endswith('.py'))} Python files")
     problems = check_files(files)
     if problems:
+        step(1.0, f"{len(problems)} file(s) invalid; tests not run")
         return _invalid_files_report(problems, started)
     if not any(path.startswith("tests/") for path in files):
+        step(1.0, "no tests to run")
         return ValidationReport(
             passed=False,
             message="the project has no tests/ directory",
@@ -133,6 +145,7 @@ def validate_project(files: Mapping[str, str], timeout_seconds: float = 60.0,
     command = [sandbox.python, "-B", "-m", "unittest", "discover", "-s", "tests"]
     if "tests/__init__.py" in files:
         command += ["-t", "."]
+    step(RUNNING_TESTS_FRACTION, RUNNING_TESTS)
     result = sandbox.run(files, command, timeout_seconds)
     output, returncode, timed_out = result.output, result.returncode, result.timed_out
     implicated = _implicated(output, result.workdir, files)
@@ -154,6 +167,7 @@ def validate_project(files: Mapping[str, str], timeout_seconds: float = 60.0,
         message += "".join(f"; {sandbox.describe_limit(limit)}" for limit in result.limits_hit)
     if implicated and not passed:
         message += "; see " + ", ".join(implicated)
+    step(1.0, f"tests finished: {message}")
     return ValidationReport(
         passed=passed,
         message=message,

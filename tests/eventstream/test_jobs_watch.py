@@ -34,8 +34,8 @@ def test_watch_shows_each_step_from_the_stream_as_it_comes(stream, events, make_
         set_job(db, job, progress_percent=40, progress_stage="writing files")
         events.publish(user.id, job, ev.JOB_PROGRESS, {"percent": 40, "stage": "writing files"})
         assert watcher.stdout.readline().split() == ["40%", "running", "writing", "files"]
-        events.publish(user.id, job, ev.JOB_FILE, {"path": "app/models.py", "action": "written"})
-        assert watcher.stdout.readline().split() == ["file", "written", "app/models.py"]
+        events.publish(user.id, job, ev.JOB_FILE, {"path": "app/models.py", "action": "generated"})
+        assert watcher.stdout.readline().split() == ["file", "generated", "app/models.py"]
         set_job(db, job, status="succeeded", progress_percent=100, progress_stage="succeeded")
         events.publish(user.id, job, ev.JOB_SUCCEEDED, {"files": 1})
         out, err = watcher.communicate(timeout=60)

@@ -24,11 +24,11 @@ def test_events_arrive_in_order_and_a_reconnect_resumes_after_last_event_id(stre
         set_job(db, job, status="running", attempts=1)
         published = [events.publish(user.id, job, ev.JOB_STARTED, {"attempt": 1, "max_attempts": 3}),
                      events.publish(user.id, job, ev.JOB_PROGRESS, {"percent": 20, "stage": "plan"}),
-                     events.publish(user.id, job, ev.JOB_FILE, {"path": "app/models.py", "action": "written"})]
+                     events.publish(user.id, job, ev.JOB_FILE, {"path": "app/models.py", "action": "generated"})]
         received = first.take(3)
         assert [e.id for e in received] == published
         assert [e.type for e in received] == ["job.started", "job.progress", "job.file"]
-        assert received[2].payload == {"path": "app/models.py", "action": "written"}
+        assert received[2].payload == {"path": "app/models.py", "action": "generated"}
         assert first.lines[0] == "retry: 3000", "the retry hint comes first"
     later = [events.publish(user.id, job, ev.JOB_PROGRESS, {"percent": 60, "stage": "test"}),
              events.publish(user.id, job, ev.JOB_SUCCEEDED, {"files": 5})]

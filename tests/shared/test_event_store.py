@@ -83,7 +83,7 @@ def test_publishing_while_redis_is_down_returns_none_and_raises_nothing(doomed_r
 
 def test_event_json_round_trips():
     event = JobEvent(type="job.file", job_id="j", at="2026-01-01T00:00:00.000Z",
-                     payload={"path": "app/ä.py", "action": "written"}, id="1-0")
+                     payload={"path": "app/ä.py", "action": "generated"}, id="1-0")
     assert JobEvent.from_json(event.to_json(), "1-0") == event
 
 

@@ -19,6 +19,7 @@ from shared.generator import (
     GenerationFailed,
     GenerationProvider,
     Plan,
+    ProgressUpdate,
     ProviderRejected,
     RunContext,
     ValidationReport,
@@ -306,6 +307,43 @@ def test_pipeline_reports_stages_in_order() -> None:
     assert summary["validation_passed"] is True and summary["repair_attempts"] == 0
     assert summary["tests_run"] == result.report.tests_run > 0
     assert isinstance(EmbeddedProvider(), GenerationProvider)
+
+
+def test_each_file_is_started_then_generated_and_validation_reports_each_of_its_steps() -> None:
+    files_seen: list[tuple[str, str]] = []
+    updates: list[ProgressUpdate] = []
+    result = run_pipeline(SMALL, "fullstack", on_file=lambda path, action: files_seen.append((path, action)),
+                          on_update=updates.append)
+    # The embedded provider renders a file whole: it is started and generated at once, in path order.
+    assert files_seen == [(path, action) for path in sorted(result.files) for action in ("started", "generated")]
+    details = [update.detail for update in updates if update.stage == "generate" and update.detail]
+    assert details == [f"generated {path}" for path in sorted(result.files)], "one step per file generated"
+    steps = [(update.percent, update.detail) for update in updates if update.stage == "validate" and update.detail]
+    python_files = sum(1 for path in result.files if path.endswith(".py"))
+    assert [detail for _, detail in steps] == [f"compiling {python_files} Python files", "running the tests",
+                                               f"tests finished: {result.report.message}"]
+    assert [percent for percent, _ in steps] == sorted(percent for percent, _ in steps)
+    assert steps[-1][0] > steps[0][0], "the percent moves through the stage as the tests run and finish"
+
+
+def test_a_repair_round_names_the_files_it_generates_again_and_those_it_drops() -> None:
+    class DropsAFileOnRepair(BreaksFirstGeneration):
+        def repair(self, plan, files, report, run):
+            repaired = super().repair(plan, files, report, run)
+            return {path: content for path, content in repaired.items() if path != ".gitignore"}
+
+    files_seen: list[tuple[str, str]] = []
+    updates: list[ProgressUpdate] = []
+    provider = DropsAFileOnRepair("notes/store.py", "def init_db(", "def init_db((")
+    result = run_pipeline(SMALL, "agentic", provider=provider, max_repairs=1, on_update=updates.append,
+                          on_file=lambda path, action: files_seen.append((path, action)))
+    first = len(render(AppSpec.model_validate(SMALL), "agentic")) * 2
+    assert files_seen[first:] == [("notes/store.py", "started"), ("notes/store.py", "generated"),
+                                  (".gitignore", "dropped")]
+    assert ".gitignore" not in result.files
+    validations = [update.detail for update in updates if update.stage == "validate" and update.detail]
+    assert validations[0].startswith("compiling") and validations[1].endswith("file(s) invalid; tests not run")
+    assert validations[2:] == [validations[0], "running the tests", f"tests finished: {result.report.message}"]
 
 
 def test_cancel_between_stages() -> None:

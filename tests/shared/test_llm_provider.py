@@ -40,9 +40,9 @@ def peer_prompt_tokens(request) -> int:
 def test_a_prompt_alone_is_planned_written_validated_and_passes(openai_peer, llm_settings):
     plan_text, code_text = spec_answer(), files_answer(implementation())
     openai_peer.script(Reply(plan_text), Reply(code_text))
-    updates = []
+    updates, files_seen = [], []
     result = run_pipeline(None, "agentic", prompt=BOOKSHOP_PROMPT, provider=get_provider("llm", llm_settings()),
-                          on_update=updates.append)
+                          on_update=updates.append, on_file=lambda path, action: files_seen.append((path, action)))
 
     summary = result.summary
     assert summary.validation_passed and summary.tests_run > 0 and summary.repair_attempts == 0
@@ -74,6 +74,30 @@ def test_a_prompt_alone_is_planned_written_validated_and_passes(openai_peer, llm
     assert any(detail.startswith("writing bookshop/") for detail in details), details
     tokens = [update.tokens for update in updates]
     assert tokens == sorted(tokens) and tokens[-1] == summary.total_tokens
+
+    # The model's files are started as its answer reaches them, before any file is complete;
+    # the rendered ones are started and generated together once the answer is in.
+    written_by_model = [(path, "started") for path in implementation()]
+    assert files_seen[:len(written_by_model)] == written_by_model
+    assert files_seen.count((".gitignore", "started")) == 1
+    assert files_seen.index((".gitignore", "started")) + 1 == files_seen.index((".gitignore", "generated"))
+    assert sorted(path for path, action in files_seen if action == "generated") == sorted(result.files)
+    assert all(action != "dropped" for _, action in files_seen)
+
+
+def test_a_file_is_announced_started_while_the_model_is_still_writing_it(openai_peer, llm_settings):
+    first = "bookshop/app.py"
+    code = files_answer({first: implementation()[first], **implementation()})
+    # The model writes at a model's pace, then stops (and hangs) at the end of its first file.
+    hang_at = len(tokens_of(code[:code.index("=== END FILE ===")]))
+    openai_peer.script(Reply(code, hang_after=hang_at, tokens_per_second=400))
+    files_seen = []
+    with pytest.raises(GenerationCanceled, match="during the generate stage"):
+        run_pipeline(BOOKSHOP, "agentic", provider=LLMProvider(llm_settings(llm_timeout_seconds=30)),
+                     on_file=lambda path, action: files_seen.append((path, action)),
+                     should_cancel=lambda: bool(files_seen))
+    assert files_seen == [(first, "started")], "told while the call was still streaming, and nothing more"
+    assert openai_peer.completions[0].disconnected.wait(10)
 
 
 def test_an_invalid_plan_goes_back_with_its_errors_and_the_corrected_one_is_used(openai_peer, llm_settings):
@@ -175,9 +199,13 @@ def test_the_model_cannot_replace_the_rendered_tests(openai_peer, llm_settings):
               "unittest.py": "raise SystemExit(0)\n"}
     fixed = {"bookshop/app.py": implementation()["bookshop/app.py"]}
     openai_peer.script(Reply(files_answer(answer)), Reply(files_answer(fixed)))
-    result = run_pipeline(BOOKSHOP, "agentic", provider=LLMProvider(llm_settings()), max_repairs=1)
+    files_seen = []
+    result = run_pipeline(BOOKSHOP, "agentic", provider=LLMProvider(llm_settings()), max_repairs=1,
+                          on_file=lambda path, action: files_seen.append((path, action)))
 
     assert result.summary.repair_attempts == 1, "the first round failed: the fake tests were not run"
+    assert not {"unittest.py", "tests/test_more.py"} & {path for path, _ in files_seen}, \
+        "a file the project can never take is not announced as started"
     assert result.files["tests/test_api.py"] == RENDERED["tests/test_api.py"]
     assert result.files["README.md"] == RENDERED["README.md"]
     assert "unittest.py" not in result.files and "tests/test_more.py" not in result.files
@@ -207,9 +235,12 @@ def test_oversized_files_are_refused(openai_peer, llm_settings):
     good = implementation()
     huge = {**good, "bookshop/blob.py": "x = 1\n" * 5000}
     openai_peer.script(Reply(files_answer(huge)))
+    files_seen = []
     result = run_pipeline(BOOKSHOP, "agentic", provider=LLMProvider(llm_settings(max_file_bytes=20000)),
-                          max_repairs=0)
+                          max_repairs=0, on_file=lambda path, action: files_seen.append((path, action)))
     assert "bookshop/blob.py" not in result.files and result.summary.validation_passed
+    assert [action for path, action in files_seen if path == "bookshop/blob.py"] == ["started", "dropped"], \
+        "started while the model wrote it, dropped when the project refused it"
 
 
 @pytest.mark.parametrize(("reply", "error", "fragment"), [

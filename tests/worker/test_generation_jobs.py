@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from shared.events import EventStore
 from shared.models import ProjectFile
 from shared.settings import PROJECT_ROOT
 from tests.jobs_helpers import SMALL_SPEC, THREE_ENTITY_SPEC, big_spec, new_project, submit, wait_for_job
@@ -40,20 +41,34 @@ def test_fullstack_job_writes_a_project_whose_own_tests_pass(client, auth_header
     assert "OK" in run.stderr
 
 
-def test_agentic_job_reports_its_stages(client, auth_headers, worker, db):
+def test_agentic_job_reports_its_stages(client, make_user, worker, db, settings):
+    user, auth_headers = make_user()
     project_id = new_project(client, auth_headers)
     job = client.post("/api/v2/generate/agentic", json={"project_id": project_id, "spec": big_spec(6, 20)},
                       headers=auth_headers).get_json()
     seen = set()
     while True:
         polled = client.get(f"/api/v2/jobs/{job['id']}", headers=auth_headers).get_json()
-        seen.add(polled["progress"]["stage"])
+        seen.add((polled["progress"]["stage"], polled["progress"]["detail"]))
         if polled["status"] in ("succeeded", "failed"):
             break
         time.sleep(0.05)
     assert polled["status"] == "succeeded", polled
-    assert "validate" in seen and polled["result"]["summary"]["kind"] == "agentic"
+    assert ("validate", "running the tests") in seen, "the test run is visible on the poll while it lasts"
+    assert polled["result"]["summary"]["kind"] == "agentic"
     assert not any(path.startswith("static/") for path in polled["result"]["files"]), "agentic writes no frontend"
+
+    store = EventStore.from_settings(settings)
+    published = [event for event in store.read_after(user.id, count=10_000) if event.job_id == job["id"]]
+    store.redis.close()
+    steps = [(event.payload["stage"], event.payload.get("detail")) for event in published
+             if event.type == "job.progress"]
+    assert ("validate", "running the tests") in steps, "and on the stream"
+    files = [(event.payload["path"], event.payload["action"]) for event in published if event.type == "job.file"]
+    assert files == [(path, action) for path in sorted(polled["result"]["files"])
+                     for action in ("started", "generated")], "each file started, then generated"
+    # Every file event comes before the outcome, and only the outcome says the files were stored.
+    assert published[-1].type == "job.succeeded" and published[-1].payload == {"files": len(files) // 2}
 
 
 def test_a_redelivered_task_for_a_finished_job_does_nothing(client, auth_headers, worker, celery_app, db):
