@@ -5,7 +5,7 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from eventstream.access_log import log_stream_end
-from eventstream.auth import authenticate
+from eventstream.auth import AccountChecks, Reader, authenticate
 from eventstream.hub import CLOSE, OVERFLOW, RESYNC, Hub, Subscription, id_after
 from eventstream.metrics import EVENTS_SENT
 from eventstream.slots import StreamSlots
@@ -42,6 +42,11 @@ class StreamContext:
     reader: EventReader
     hub: Hub
     slots: StreamSlots
+    # Whether a stream's reader may still read: checked as it opens, then on every heartbeat.
+    accounts: AccountChecks = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.accounts = AccountChecks(self.db.engine)
 
     async def in_session(self, function, *args, **kwargs):
         """Run a database read in a thread, so the event loop never waits on the database."""
@@ -58,8 +63,11 @@ CONTEXT = web.AppKey("stream_context", StreamContext)
 async def stream_events(request: web.Request) -> web.StreamResponse:
     """Every event of the caller's jobs (or of `?job_id=`), after `Last-Event-ID` when given."""
     ctx = request.app[CONTEXT]
-    owner_id = authenticate(request, ctx.tokens, ctx.stream_tokens)
+    reader = authenticate(request, ctx.tokens, ctx.stream_tokens)
+    owner_id = reader.user_id
     logcontext.user_id.set(str(owner_id))
+    # A signature is not enough: the account must be active and the login not logged out.
+    await ctx.accounts.require(reader)
     job_id = _job_id(request)
     last_id = _last_event_id(request)
     with ctx.slots.hold(owner_id):
@@ -81,8 +89,11 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         try:
             async with response:
                 await response.write(f"retry: {ctx.settings.events_retry_ms}\n\n".encode())
-                await _Follower(ctx, response, owner_id, job_id, last_id).run()
-                if not response.is_connected():
+                follower = _Follower(ctx, response, reader, job_id, last_id)
+                await follower.run()
+                if follower.refusal is not None:
+                    how = "access revoked"
+                elif not response.is_connected():
                     how = "client closed"
         except asyncio.CancelledError:
             how = "client closed"
@@ -126,25 +137,54 @@ def _last_event_id(request: web.Request) -> str | None:
 class _Follower:
     """One client's position in its user's stream, and the loop that keeps it moving."""
 
-    def __init__(self, ctx: StreamContext, response: EventSourceResponse, owner_id: uuid.UUID,
+    def __init__(self, ctx: StreamContext, response: EventSourceResponse, reader: Reader,
                  job_id: uuid.UUID | None, last_id: str | None) -> None:
         self.ctx, self.hub, self.response = ctx, ctx.hub, response
-        self.owner_id, self.job_id, self.key = owner_id, job_id, stream_key(owner_id)
+        self.reader, self.owner_id = reader, reader.user_id
+        self.job_id, self.key = job_id, stream_key(reader.user_id)
         # The last id the client has: it resumes from here when the stream still keeps it.
         self.last_sent = last_id
         # When the client last knew its jobs' states (ms): a snapshot covers changes since.
         self.known_ms = event_id_ms(last_id) if last_id else None
         self.deadline = time.monotonic() + ctx.settings.events_stream_max_seconds
         self._hangup: asyncio.Future | None = None
+        self._recheck: asyncio.Future | None = None
+        # Why the stream was ended early: the account was deactivated or the login logged out.
+        self.refusal: str | None = None
 
     async def run(self) -> None:
         # The heartbeat task ends when a write fails: a second way, besides cancellation, to
-        # notice a client that went away.
+        # notice a client that went away. The account check ends when access was revoked.
         self._hangup = asyncio.ensure_future(self.response.wait())
+        self._recheck = asyncio.ensure_future(self._recheck_account())
         try:
             await self._follow()
         finally:
             self._hangup.cancel()
+            self._recheck.cancel()
+            if self._recheck.done() and not self._recheck.cancelled() and self._recheck.exception() is not None:
+                logger.error("stream of user %s: the account check failed; the stream was ended", self.owner_id,
+                             exc_info=self._recheck.exception())
+
+    async def _recheck_account(self) -> None:
+        """Return once the reader may no longer read, checking every EVENTS_HEARTBEAT_SECONDS.
+
+        A database that does not answer keeps the stream open (a new one gets 503 meanwhile);
+        the next check that gets an answer decides.
+        """
+        interval = self.ctx.settings.events_heartbeat_seconds
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                refusal = await self.ctx.accounts.refusal(self.reader)
+            except SQLAlchemyError as error:
+                logger.warning("stream of user %s: its account could not be checked (%s)", self.owner_id,
+                               type(error).__name__)
+                continue
+            if refusal is not None:
+                logger.info("stream of user %s ended: %s", self.owner_id, refusal)
+                self.refusal = refusal
+                return
 
     async def _follow(self) -> None:
         if not self.hub.healthy.is_set():
@@ -225,10 +265,12 @@ class _Follower:
         return True
 
     async def _until_deadline(self, awaitable):
-        """The awaitable's result, or None once the stream's lifetime is over or the client has gone."""
+        """The awaitable's result, or None once the stream's lifetime is over, the client has gone or its
+        access was revoked."""
         waiting = asyncio.ensure_future(awaitable)
         try:
-            done, _ = await asyncio.wait({waiting, self._hangup}, timeout=max(0.0, self.deadline - time.monotonic()),
+            done, _ = await asyncio.wait({waiting, self._hangup, self._recheck},
+                                         timeout=max(0.0, self.deadline - time.monotonic()),
                                          return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiting.cancel()

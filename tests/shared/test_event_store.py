@@ -105,3 +105,13 @@ def test_stream_tokens_are_for_streams_only_and_expire():
     assert StreamTokens(other_secret).verify(token) is None
     time.sleep(2.1)
     assert streams.verify(token) is None
+
+
+def test_a_stream_token_names_the_login_it_was_issued_to():
+    streams = StreamTokens(make_settings("sqlite://", "redis://127.0.0.1:1/0"))
+    user, login = uuid.uuid4(), uuid.uuid4()
+    bound = streams.claims(streams.issue(user, login)[0])
+    assert (bound.user_id, bound.session_id) == (user, login)
+    unbound = streams.claims(streams.issue(user)[0])
+    assert (unbound.user_id, unbound.session_id) == (user, None), "an operator tool's token names no login"
+    assert streams.claims("not.a.token") is None
