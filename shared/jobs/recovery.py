@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 
 from redis import Redis
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from shared.jobs.lifecycle import requeued
-from shared.jobs.states import WAITING, WEBHOOK_PENDING, WebhookStatus
+from shared.jobs.lifecycle import Ended, requeued
+from shared.jobs.states import WEBHOOK_PENDING, JobStatus, WebhookStatus
 from shared.models import Job, WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -33,16 +34,31 @@ def broker_lost_data(broker: Redis) -> bool:
     return bool(broker.set(SENTINEL_KEY, uuid.uuid4().hex, nx=True))
 
 
-def return_everything_waiting(session: Session) -> tuple[int, int]:
-    """Put every job and event that waits for a worker back in the outbox; returns (jobs, events).
+@dataclass(frozen=True)
+class Returned:
+    """What went back in the outbox: retrying jobs now queued (their watchers are told once it commits),
+    and how many jobs and events in all."""
+
+    requeued: list[Ended]
+    jobs: int
+    events: int
+
+
+def return_everything_waiting(session: Session) -> Returned:
+    """Put every job and event that waits for a worker back in the outbox.
 
     A retrying job's delayed message was lost as well, so it is queued again without waiting
     out its backoff; a running job keeps its lease (its worker may still be alive) and is
     reaped as usual if not.
     """
-    jobs = session.execute(update(Job).where(Job.status.in_(WAITING)).values(**requeued(fresh=False))).rowcount
+    retrying = session.execute(
+        update(Job).where(Job.status == JobStatus.RETRYING).values(**requeued(fresh=False))
+        .returning(Job.id, Job.owner_id, Job.kind).execution_options(synchronize_session=False)).all()
+    queued = session.execute(update(Job).where(Job.status == JobStatus.QUEUED)
+                             .values(**requeued(fresh=False))).rowcount
     events = session.execute(
         update(WebhookEvent).where(WebhookEvent.status.in_(WEBHOOK_PENDING))
         .values(status=WebhookStatus.RECEIVED, sent_at=None, next_retry_at=None)
     ).rowcount
-    return jobs, events
+    return Returned([Ended(row.id, row.owner_id, row.kind, JobStatus.QUEUED) for row in retrying],
+                    len(retrying) + queued, events)

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 def requeue_unsent_jobs(self) -> int:
     """Send queued jobs the broker never received (it was down when they were submitted, or lost its data)."""
     db, settings = database_of(self.app), settings_of(self.app)
-    if _broker_lost_data(broker_redis_of(self.app), db):
+    if _broker_lost_data(broker_redis_of(self.app), db, events_of(self.app)):
         # The events' own sweep may just have run; they go out now, not on its next turn.
         WEBHOOK_EVENTS.sweep(self.app, db, settings)
     sent = JOBS.sweep(self.app, db, settings)
@@ -30,7 +30,7 @@ def requeue_unsent_jobs(self) -> int:
     return sent
 
 
-def _broker_lost_data(broker, db) -> bool:
+def _broker_lost_data(broker, db, store) -> bool:
     """Whether the broker's Redis lost its data; if so everything waiting is back in the outbox."""
     if broker is None:
         return False  # RabbitMQ keeps durable queues across restarts
@@ -41,9 +41,11 @@ def _broker_lost_data(broker, db) -> bool:
         return False
     if lost:
         with db.transaction() as session:
-            jobs, events = recovery.return_everything_waiting(session)
+            returned = recovery.return_everything_waiting(session)
+        for ended in returned.requeued:
+            announce_ended(store, ended)
         logger.warning("the broker's data is new or was lost: %s job(s) and %s webhook event(s) go out again",
-                       jobs, events)
+                       returned.jobs, returned.events)
     return lost
 
 
