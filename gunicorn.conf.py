@@ -9,6 +9,13 @@ _configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 _metrics_dir = _configured or tempfile.mkdtemp(prefix="devora-metrics-")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
+# The request line is not limited here. The API's own limits are larger than gunicorn's largest
+# (8190 bytes): a file path of 1,024 characters is up to 12 KiB percent-encoded, and the admin's
+# customer lookup takes 100 ids of up to 255 characters. A request beyond them is refused by the
+# app with a 422 problem instead of gunicorn's HTML 414; the proxy in front bounds the line (see
+# docs/OPERATIONS.md).
+limit_request_line = 0
+
 # The path without its query string: OAuth callbacks carry codes and states there.
 accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss "%({x-request-id}o)s"'

@@ -6,6 +6,14 @@ from shared.errors import Unprocessable
 MAX_PATH_LENGTH = 1024
 
 
+def file_path_pattern(*, max_depth: int, max_segment_length: int) -> str:
+    """check_file_path's rules, but the overall length, as a JSON-Schema (ECMA-262) pattern."""
+    # A segment: not '.' or '..', and no '/', backslash or control character.
+    segment = rf"(?!\.\.?(?:/|$))[^/\\\x00-\x1f\x7f]{{1,{max_segment_length}}}"
+    # No drive letter (a second character ':'); a first segment, so no leading '/'.
+    return rf"^(?![\s\S]:){segment}(?:/{segment}){{0,{max_depth - 1}}}$"
+
+
 def check_file_path(path: str, *, max_depth: int, max_segment_length: int) -> str:
     """Return `path` when it is a safe relative POSIX path, else raise a 422 saying why."""
 

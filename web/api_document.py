@@ -8,8 +8,11 @@ import yaml
 from flask import Flask
 from flask_openapi3 import OpenAPI
 
+from shared.schemas.jobs import EmbeddedGenerateBody
 from web.json_bodies import json_body_endpoints
-from web.openapi import problem_components, problem_response
+from web.openapi import SCHEMA_REF, problem_components, problem_response
+from web.problems import refuses_invalid_requests_itself
+from web.ratelimits import is_rate_limited
 
 # operationIds become function and type names in generated clients, so they are chosen
 # here once, per endpoint, rather than derived from Python function names that may be
@@ -86,6 +89,12 @@ def finish_document(app: Flask, doc: dict[str, Any]) -> None:
     components = doc.setdefault("components", {})
     components.setdefault("schemas", {}).update(schemas)
     components["responses"] = responses
+    state = app.extensions.get("devora")
+    if state is not None and state.settings.generation_needs_spec and "GenerateBody" in components["schemas"]:
+        # The view refuses a body without a spec when the generator needs one; the document says so.
+        generate = EmbeddedGenerateBody.model_json_schema(ref_template=SCHEMA_REF + "{model}")
+        generate.pop("$defs", None)
+        components["schemas"]["GenerateBody"] = generate
     for schema in components["schemas"].values():
         # Models give one `example` (flask-openapi3's schema model keeps no other); OpenAPI 3.1
         # prefers JSON Schema's `examples` list.
@@ -109,9 +118,12 @@ def finish_document(app: Flask, doc: dict[str, Any]) -> None:
             if endpoint in json_bodies:
                 declared.setdefault("400", problem_response(400))
                 declared.setdefault("415", problem_response(415))
-            if not operation.get("parameters") and "requestBody" not in operation:
-                # Nothing to validate, so no 422.
+            if (not operation.get("parameters") and "requestBody" not in operation) \
+                    or refuses_invalid_requests_itself(endpoint):
+                # Nothing to validate, or invalid requests get the route's own problem: no 422.
                 declared.pop("422", None)
+            if not is_rate_limited(endpoint):
+                declared.pop("429", None)
             operation["responses"] = dict(sorted(declared.items()))
 
 

@@ -3,6 +3,11 @@
 flask-openapi3 reads a body with `get_json(silent=True)`, so malformed JSON, a missing
 Content-Type and text/plain all reached the model as "no body" and came back as a 422
 naming the model class. These checks run first and answer what is actually wrong.
+
+flask-openapi3 then validates the parsed body in Pydantic's lax mode, which converts "5" to 5,
+0 to false and 1700000000 to a date. The body is first validated strictly, as JSON, so a value
+of the wrong JSON type is refused as the document's schema says it is (where JSON Schema, unlike
+strict Pydantic, counts 2.0 as an integer).
 """
 from __future__ import annotations
 
@@ -11,9 +16,10 @@ import json
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, get_type_hints
 
 from flask import Flask, request
+from pydantic import BaseModel, ValidationError
 
 from shared.errors import DomainError, Unprocessable
 
@@ -99,6 +105,25 @@ def _json_kind(value: Any) -> str:
     return "a number"
 
 
+def check_json_types(model: type[BaseModel]) -> None:
+    """Validate the body as `model` in strict mode: a ValidationError (a 422) for a value of the wrong
+    JSON type, which lax validation would convert."""
+    value = json.loads(request.get_data(cache=True), parse_float=_number)
+    try:
+        model.model_validate_json(json.dumps(value), strict=True)
+    except ValidationError as error:
+        # Pydantic's JSON reader refuses what Python's takes, such as a lone surrogate (\ud800), which
+        # the lax validation that follows refuses with the field it is in.
+        if any(item["type"] != "json_invalid" for item in error.errors()):
+            raise
+
+
+def _number(text: str) -> int | float:
+    # JSON Schema's integers include 2.0 and 2e3; strict Pydantic takes only 2 and 2000.
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
 def require_json_bodies(app: Flask) -> None:
     """Check the body of every route that declares one, after its blueprint's authentication."""
     for endpoint in json_body_endpoints(app):
@@ -106,9 +131,12 @@ def require_json_bodies(app: Flask) -> None:
 
 
 def _checked(view: Callable[..., Any]) -> Callable[..., Any]:
+    model: type[BaseModel] = get_type_hints(inspect.unwrap(view))["body"]
+
     @wraps(view)
     def checked(*args: Any, **kwargs: Any) -> Any:
         check_json_body()
+        check_json_types(model)
         return view(*args, **kwargs)
 
     return checked

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, current_app, json, request
@@ -16,7 +17,8 @@ from shared.problem_details import PROBLEM_MIME, TYPE_BASE, problem_body
 from web.metrics import RATE_LIMITED
 
 logger = logging.getLogger(__name__)
-__all__ = ["PROBLEM_MIME", "TYPE_BASE", "problem", "register_error_handlers", "validation_problem"]
+__all__ = ["PROBLEM_MIME", "TYPE_BASE", "problem", "refuse_invalid_requests", "refuses_invalid_requests_itself",
+           "register_error_handlers", "validation_problem"]
 
 
 def problem(status: int, title: str, detail: str | None = None, *, slug: str | None = None,
@@ -30,11 +32,29 @@ def problem(status: int, title: str, detail: str | None = None, *, slug: str | N
     return response
 
 
+# Endpoints that refuse a request failing its declared models with a problem of their own
+# (given the failing fields and a summary of them) instead of the 422; see refuse_invalid_requests.
+_OWN_REFUSALS: dict[str, Callable[[list[dict[str, Any]], str], Response]] = {}
+
+
+def refuse_invalid_requests(endpoint: str, answer: Callable[[list[dict[str, Any]], str], Response]) -> None:
+    """Answer requests to `endpoint` that fail validation with `answer(errors, detail)`, not a 422."""
+    _OWN_REFUSALS[endpoint] = answer
+
+
+def refuses_invalid_requests_itself(endpoint: str) -> bool:
+    """Whether `endpoint` never answers 422 for a request that fails validation."""
+    return endpoint in _OWN_REFUSALS
+
+
 def validation_problem(error: ValidationError) -> Response:
     """Pydantic errors as a 422 listing each failing field (flask-openapi3's callback)."""
     errors = [{"loc": [str(part) for part in item["loc"]], "msg": _message(item), "type": item["type"]}
               for item in error.errors(include_url=False, include_input=False, include_context=False)]
     detail = "; ".join(f"{'.'.join(e['loc']) or 'body'}: {e['msg']}" for e in errors[:5])
+    own = _OWN_REFUSALS.get(request.endpoint or "")
+    if own is not None:
+        return own(errors, detail)
     return problem(422, "Unprocessable content", detail, slug="validation-error", errors=errors)
 
 

@@ -22,11 +22,18 @@ ROUTE_LIMITS: dict[str, tuple[str, Callable[[], str]]] = {
 }
 # Stripe's deliveries are authenticated by signature, and a burst must not be refused.
 _UNLIMITED_BLUEPRINTS = frozenset({"openapi", "swagger", "redoc", "health", "webhooks"})
+_UNLIMITED_ENDPOINTS = frozenset({"openapi_document", "metrics"})
+
+
+def is_rate_limited(endpoint: str) -> bool:
+    """Whether requests to `endpoint` count against a limit (and so may be answered 429)."""
+    blueprint = endpoint.rpartition(".")[0] or None
+    return blueprint not in _UNLIMITED_BLUEPRINTS and endpoint not in _UNLIMITED_ENDPOINTS
 
 
 def _unlimited() -> bool:
     """Probes and API documents are never rate limited."""
-    return request.blueprint in _UNLIMITED_BLUEPRINTS or request.endpoint in ("openapi_document", "metrics")
+    return request.blueprint in _UNLIMITED_BLUEPRINTS or request.endpoint in _UNLIMITED_ENDPOINTS
 
 
 def _stash_retry_after(response: Response) -> Response:

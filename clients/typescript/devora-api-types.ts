@@ -742,11 +742,12 @@ export interface components {
             /**
              * Email
              * Format: email
+             * @description An email address; one at a special-use domain (.arpa, .invalid, .local, .localhost, .onion, .test) is refused
              */
             email: string;
             /**
              * Password
-             * @description At least 8 characters with an uppercase letter, a lowercase letter and a digit
+             * @description 8 to 128 characters with an uppercase letter (A-Z), a lowercase letter (a-z) and a digit (0-9)
              */
             password: string;
             /**
@@ -760,6 +761,7 @@ export interface components {
             /**
              * Email
              * Format: email
+             * @description An email address; one at a special-use domain (.arpa, .invalid, .local, .localhost, .onion, .test) is refused
              */
             email: string;
             /** Password */
@@ -886,7 +888,10 @@ export interface components {
         };
         /** ProjectCreate */
         ProjectCreate: {
-            /** Name */
+            /**
+             * Name
+             * @description Leading and trailing whitespace is removed; not blank, and no control characters
+             */
             name: string;
             /**
              * Description
@@ -898,6 +903,7 @@ export interface components {
         ProjectUpdate: {
             /**
              * Name
+             * @description Leading and trailing whitespace is removed; not blank, and no control characters
              * @default null
              */
             name?: string | null;
@@ -1032,7 +1038,10 @@ export interface components {
              */
             content: string;
         };
-        /** GenerateBody */
+        /**
+         * GenerateBody
+         * @description What to generate into which project; this deployment's generator builds from a `spec`, so it is required.
+         */
         GenerateBody: {
             /**
              * Project Id
@@ -1045,11 +1054,8 @@ export interface components {
              * @default null
              */
             prompt?: string | null;
-            /**
-             * @description Structured application spec (required by the embedded provider; with a prompt, constraints for the model's plan)
-             * @default null
-             */
-            spec?: components["schemas"]["AppSpec"] | null;
+            /** @description Structured application spec (required by the embedded provider; with a prompt, constraints for the model's plan) */
+            spec: components["schemas"]["AppSpec"];
         };
         /**
          * AppSpec
@@ -1082,7 +1088,7 @@ export interface components {
             name: string;
             /**
              * Plural
-             * @description URL segment and table name; derived from the name if omitted
+             * @description URL segment and table name; derived from the name if omitted; not an SQL reserved word or starting with sqlite_
              * @default null
              */
             plural?: string | null;
@@ -2198,23 +2204,6 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description An unexpected error; it has been logged */
-        InternalError: {
-            headers: {
-                [name: string]: unknown;
-            };
-            content: {
-                /**
-                 * @example {
-                 *       "type": "https://devora.dev/problems/internal-error",
-                 *       "title": "Internal server error",
-                 *       "status": 500,
-                 *       "detail": "an unexpected error occurred; it has been logged"
-                 *     }
-                 */
-                "application/problem+json": components["schemas"]["Problem"];
-            };
-        };
         /** @description The billing provider refused the request */
         BadGateway: {
             headers: {
@@ -2277,8 +2266,6 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
-            429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     getReadiness: {
@@ -2299,8 +2286,6 @@ export interface operations {
                     "application/json": components["schemas"]["Readiness"];
                 };
             };
-            429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
@@ -2339,7 +2324,6 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     login: {
@@ -2376,7 +2360,6 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     refreshTokens: {
@@ -2412,7 +2395,6 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     logout: {
@@ -2446,7 +2428,6 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     getCurrentUser: {
@@ -2469,7 +2450,6 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     listLoginProviders: {
@@ -2491,7 +2471,6 @@ export interface operations {
                 };
             };
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     startOAuthLogin: {
@@ -2517,7 +2496,6 @@ export interface operations {
             404: components["responses"]["NotFound"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     finishOAuthLogin: {
@@ -2544,7 +2522,6 @@ export interface operations {
             404: components["responses"]["NotFound"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     exchangeOAuthCode: {
@@ -2579,7 +2556,6 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     listProjects: {
@@ -2606,7 +2582,6 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     createProject: {
@@ -2644,7 +2619,6 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     getProject: {
@@ -2671,7 +2645,6 @@ export interface operations {
             404: components["responses"]["NotFound"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     deleteProject: {
@@ -2696,7 +2669,6 @@ export interface operations {
             404: components["responses"]["NotFound"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     updateProject: {
@@ -2736,7 +2708,6 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     listProjectFiles: {
@@ -2766,7 +2737,6 @@ export interface operations {
             404: components["responses"]["NotFound"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     getProjectFile: {
@@ -2775,7 +2745,7 @@ export interface operations {
             header?: never;
             path: {
                 project_id: string;
-                /** @description A relative POSIX path such as bookshop/app.py */
+                /** @description A relative POSIX path such as bookshop/app.py: at most 16 segments (MAX_PATH_DEPTH) of at most 128 characters (MAX_PATH_SEGMENT_LENGTH), none of them '.' or '..', no backslash or control character, and no drive letter */
                 file_path: string;
             };
             cookie?: never;
@@ -2795,7 +2765,6 @@ export interface operations {
             404: components["responses"]["NotFound"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     putProjectFile: {
@@ -2804,7 +2773,7 @@ export interface operations {
             header?: never;
             path: {
                 project_id: string;
-                /** @description A relative POSIX path such as bookshop/app.py */
+                /** @description A relative POSIX path such as bookshop/app.py: at most 16 segments (MAX_PATH_DEPTH) of at most 128 characters (MAX_PATH_SEGMENT_LENGTH), none of them '.' or '..', no backslash or control character, and no drive letter */
                 file_path: string;
             };
             cookie?: never;
@@ -2845,7 +2814,6 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     deleteProjectFile: {
@@ -2854,7 +2822,7 @@ export interface operations {
             header?: never;
             path: {
                 project_id: string;
-                /** @description A relative POSIX path such as bookshop/app.py */
+                /** @description A relative POSIX path such as bookshop/app.py: at most 16 segments (MAX_PATH_DEPTH) of at most 128 characters (MAX_PATH_SEGMENT_LENGTH), none of them '.' or '..', no backslash or control character, and no drive letter */
                 file_path: string;
             };
             cookie?: never;
@@ -2872,7 +2840,6 @@ export interface operations {
             404: components["responses"]["NotFound"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     downloadProjectArchive: {
@@ -2899,7 +2866,6 @@ export interface operations {
             404: components["responses"]["NotFound"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     generateAgentic: {
@@ -2986,7 +2952,6 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     generateFullstack: {
@@ -3073,7 +3038,6 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     listJobs: {
@@ -3103,7 +3067,6 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     getJob: {
@@ -3140,7 +3103,6 @@ export interface operations {
             404: components["responses"]["NotFound"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     cancelJob: {
@@ -3177,7 +3139,6 @@ export interface operations {
             409: components["responses"]["Conflict"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     createStreamToken: {
@@ -3200,7 +3161,6 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     listPlans: {
@@ -3222,7 +3182,6 @@ export interface operations {
                 };
             };
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     createCheckoutSession: {
@@ -3259,7 +3218,6 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
             502: components["responses"]["BadGateway"];
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -3285,7 +3243,6 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             409: components["responses"]["Conflict"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
             502: components["responses"]["BadGateway"];
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -3310,7 +3267,6 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     listInvoices: {
@@ -3333,7 +3289,6 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     syncBilling: {
@@ -3358,7 +3313,6 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
@@ -3382,13 +3336,15 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     receiveStripeWebhook: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description Stripe's signature of the body: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the endpoint's signing secret> (several v1 while a secret is rolled). A missing, stale or non-matching signature is refused with 400. */
+                "Stripe-Signature": string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3429,9 +3385,6 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             413: components["responses"]["PayloadTooLarge"];
-            422: components["responses"]["ValidationFailed"];
-            429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
@@ -3456,7 +3409,6 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     adminListUsers: {
@@ -3486,7 +3438,6 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     adminListJobs: {
@@ -3522,7 +3473,6 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     adminRetryJob: {
@@ -3551,7 +3501,6 @@ export interface operations {
             409: components["responses"]["Conflict"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     adminReplayJobs: {
@@ -3600,7 +3549,6 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     adminListWebhookEvents: {
@@ -3631,7 +3579,6 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     adminReplayWebhookEvent: {
@@ -3659,7 +3606,6 @@ export interface operations {
             404: components["responses"]["NotFound"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
         };
     };
     adminFlushCache: {
@@ -3683,7 +3629,6 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
@@ -3714,7 +3659,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
-            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
 }

@@ -6,15 +6,21 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.jobs.kinds import JobKind
 from shared.jobs.states import RETRYABLE, JobStatus, WebhookStatus
-from shared.schemas.common import PageMeta, PageQuery, StoredText
+from shared.schemas.common import WHITESPACE_CLASS, DateTime, PageMeta, PageQuery, StoredText
 from shared.schemas.jobs import EXAMPLE_JOB, JobOut
 
 MAX_CUSTOMER_IDS = 100
 _CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_]{1,255}$")
+# CustomerQuery._customer_ids for the document: comma-separated parts, each an id or nothing, with
+# whitespace around them; 1 to MAX_CUSTOMER_IDS ids.
+_EMPTY_PART = f"[{WHITESPACE_CLASS}]*"
+_ID_PART = f"{_EMPTY_PART}[A-Za-z0-9_]{{1,255}}{_EMPTY_PART}"
+CUSTOMER_IDS_PATTERN = (f"^(?:{_EMPTY_PART},)*{_ID_PART}(?:,(?:{_EMPTY_PART},)*{_ID_PART}){{0,{MAX_CUSTOMER_IDS - 1}}}"
+                        f"(?:,{_EMPTY_PART})*$")
 
 
 class StatsOut(BaseModel):
@@ -52,8 +58,8 @@ class AdminJobQuery(PageQuery):
     kind: JobKind | None = None
     owner_id: uuid.UUID | None = None
     owner_email: StoredText | None = Field(None, min_length=1, max_length=320)
-    created_after: AwareDatetime | None = Field(None, description="Inclusive lower bound on creation time")
-    created_before: AwareDatetime | None = Field(None, description="Exclusive upper bound on creation time")
+    created_after: DateTime | None = Field(None, description="Inclusive lower bound on creation time")
+    created_before: DateTime | None = Field(None, description="Exclusive upper bound on creation time")
 
 
 class AdminJobOut(JobOut):
@@ -82,8 +88,8 @@ class ReplayBody(BaseModel):
 
     status: Literal[tuple(sorted(RETRYABLE))]  # the states an operator may queue again
     kind: JobKind | None = None
-    created_after: AwareDatetime | None = None
-    created_before: AwareDatetime | None = None
+    created_after: DateTime | None = None
+    created_before: DateTime | None = None
     dry_run: bool = Field(description="Only count the jobs that would be requeued")
 
 
@@ -127,6 +133,7 @@ class CacheFlushOut(BaseModel):
 
 class CustomerQuery(PageQuery):
     ids: str | None = Field(None, min_length=1, max_length=MAX_CUSTOMER_IDS * 256,
+                            json_schema_extra={"pattern": CUSTOMER_IDS_PATTERN},
                             description=f"Comma-separated Stripe customer ids (at most {MAX_CUSTOMER_IDS}); "
                                         "without it, the stored customers page by page")
 

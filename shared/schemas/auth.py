@@ -1,19 +1,38 @@
 """Request and response bodies for accounts and tokens."""
 from __future__ import annotations
 
+import itertools
 import re
 import uuid
 from datetime import datetime
+from typing import Annotated
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
-from shared.schemas.common import StoredText
+from shared.schemas.common import JsonSchemaKeywords, StoredText, caseless
 
-PASSWORD_RULES = (
-    (re.compile(r"[A-Z]"), "password must contain an uppercase letter"),
-    (re.compile(r"[a-z]"), "password must contain a lowercase letter"),
-    (re.compile(r"[0-9]"), "password must contain a digit"),
+PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH = 8, 128
+# Each rule is a character class the password must contain, and the reason given when it does not.
+PASSWORD_CLASSES = (
+    ("[A-Z]", "password must contain an uppercase letter"),
+    ("[a-z]", "password must contain a lowercase letter"),
+    ("[0-9]", "password must contain a digit"),
 )
+PASSWORD_RULES = tuple((re.compile(klass), rule) for klass, rule in PASSWORD_CLASSES)
+# The same rules for the document: the classes in any order, and no NUL (see StoredText). Spelt out
+# as every order rather than with lookaheads, which generators of test data handle poorly.
+PASSWORD_PATTERN = r"^[^\x00]*(?:" + "|".join(r"[^\x00]*".join(order) for order in itertools.permutations(
+    klass for klass, _ in PASSWORD_CLASSES)) + r")[^\x00]*$"
+
+
+# email-validator refuses addresses at special-use domains (RFC 6761 and its successors) even
+# though they are well formed, so the document names them.
+SPECIAL_USE_DOMAIN_PATTERN = "[.@](?:" + "|".join(caseless(d) for d in SPECIAL_USE_DOMAIN_NAMES) + ")$"
+Email = Annotated[EmailStr, JsonSchemaKeywords(
+    **{"not": {"pattern": SPECIAL_USE_DOMAIN_PATTERN}},
+    description="An email address; one at a special-use domain ("
+                + ", ".join(f".{d}" for d in SPECIAL_USE_DOMAIN_NAMES) + ") is refused")]
 
 
 EXAMPLE_EMAIL = "ada@example.com"
@@ -25,9 +44,11 @@ class RegisterBody(BaseModel):
     model_config = ConfigDict(extra="forbid", openapi_extra={"example": {
         "email": EXAMPLE_EMAIL, "password": EXAMPLE_PASSWORD, "full_name": "Ada Lovelace"}})
 
-    email: EmailStr
-    password: StoredText = Field(min_length=8, max_length=128,
-                          description="At least 8 characters with an uppercase letter, a lowercase letter and a digit")
+    email: Email
+    password: StoredText = Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH,
+                                 json_schema_extra={"pattern": PASSWORD_PATTERN},
+                                 description=f"{PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_LENGTH} characters with an "
+                                             "uppercase letter (A-Z), a lowercase letter (a-z) and a digit (0-9)")
     full_name: StoredText | None = Field(None, max_length=200)
 
     @field_validator("password")
@@ -43,8 +64,8 @@ class LoginBody(BaseModel):
     model_config = ConfigDict(extra="forbid", openapi_extra={"example": {
         "email": EXAMPLE_EMAIL, "password": EXAMPLE_PASSWORD}})
 
-    email: EmailStr
-    password: StoredText = Field(min_length=1, max_length=128)
+    email: Email
+    password: StoredText = Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)
 
 
 class RefreshBody(BaseModel):

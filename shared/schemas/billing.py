@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.schemas.common import HeaderModel
+
 
 class PlanOut(BaseModel):
     name: str
@@ -101,3 +103,11 @@ STRIPE_EVENT_EXAMPLE = {
     "data": {"object": {"id": "sub_1QxDevoraExample", "object": "subscription", "customer": "cus_QxDevoraExample",
                         "status": "active", "cancel_at_period_end": False}},
 }
+
+
+class StripeSignatureHeader(HeaderModel):
+    stripe_signature: str = Field(
+        alias="Stripe-Signature", min_length=1, max_length=4096,
+        description="Stripe's signature of the body: t=<unix time>,v1=<hex HMAC-SHA256 of \"<t>.<body>\" with the "
+                    "endpoint's signing secret> (several v1 while a secret is rolled). A missing, stale or "
+                    "non-matching signature is refused with 400.")

@@ -1,12 +1,44 @@
-"""Shapes shared by every endpoint: problem details and pagination."""
+"""Shapes shared by every endpoint: problem details, pagination, and the text and time rules the
+document states as JSON Schema beside the validators that enforce them."""
 from __future__ import annotations
 
 import copy
 import re
+from datetime import datetime
 from functools import cache
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+# Patterns in the document are ECMA-262 regular expressions (JSON Schema's dialect); the ones
+# below read the same in Python's `re`, which the tests use to hold them to the validators.
+# The characters Python's str.strip() removes (those for which str.isspace() is true), as the
+# body of a character class.
+WHITESPACE_CLASS = r"\x09-\x0d\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# C0 controls and DEL.
+CONTROL_CLASS = r"\x00-\x1f\x7f"
+NO_NUL_PATTERN = r"^[^\x00]*$"
+
+
+def caseless(word: str) -> str:
+    """`word` as a pattern matching it in any case: JSON Schema's patterns take no flags."""
+    return "".join(f"[{ch.upper()}{ch.lower()}]" if ch.isalpha() else re.escape(ch) for ch in word)
+
+
+class JsonSchemaKeywords:
+    """Annotation metadata adding keywords to a type's JSON schema: the rule a validator of the
+    same type enforces in code, stated where the document can show it."""
+
+    def __init__(self, **keywords: Any) -> None:
+        self.keywords = keywords
+
+    def __get_pydantic_json_schema__(self, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema.update(copy.deepcopy(self.keywords))
+        return schema
+
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -20,7 +52,28 @@ def _storable(value: str) -> str:
     return value
 
 
-StoredText = Annotated[str, AfterValidator(_storable)]
+# The pattern states the NUL; a lone surrogate (only a \ud800-style escape carries one) is refused too,
+# which no pattern can state.
+StoredText = Annotated[str, AfterValidator(_storable), JsonSchemaKeywords(pattern=NO_NUL_PATTERN)]
+
+# RFC 3339's date-time, as JSON Schema's `format: date-time` means it: Pydantic alone would also take
+# a number of seconds ("0.5"), a date without a time, a space for the T or a time without seconds.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _RFC3339.fullmatch(value):
+        try:
+            # Parsed here, so that strict validation (of JSON bodies) sees a datetime, not a str.
+            return datetime.fromisoformat(value.upper())
+        except ValueError:
+            pass  # a day or an hour out of range
+    raise ValueError("must be an RFC 3339 date-time with a time zone, such as 2026-12-01T09:30:00Z")
+
+
+DateTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 
 class Problem(BaseModel):

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.jobs.kinds import JobKind
 from shared.jobs.states import JobStatus
-from shared.schemas.common import HeaderModel, PageMeta, PageQuery, StoredText
+from shared.schemas.common import WHITESPACE_CLASS, HeaderModel, PageMeta, PageQuery, StoredText
 from shared.schemas.projects import EXAMPLE_PROJECT_ID
 from shared.schemas.spec import EXAMPLE_SPEC, AppSpec
 
@@ -33,8 +33,15 @@ EXAMPLE_JOB = {
 }
 
 
+# _needs_something_to_build for the document: a spec, or a prompt with more than whitespace in it.
+_SPEC_OR_PROMPT = {"anyOf": [
+    {"required": ["spec"], "properties": {"spec": {"type": "object"}}},
+    {"required": ["prompt"], "properties": {"prompt": {"type": "string", "pattern": f"[^{WHITESPACE_CLASS}]"}}},
+]}
+
+
 class GenerateBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", openapi_extra={"example": {
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_SPEC_OR_PROMPT, openapi_extra={"example": {
         "project_id": EXAMPLE_PROJECT_ID, "spec": EXAMPLE_SPEC}})
 
     project_id: uuid.UUID
@@ -49,6 +56,17 @@ class GenerateBody(BaseModel):
         if self.spec is None and not (self.prompt and self.prompt.strip()):
             raise ValueError("a `spec` or a `prompt` is required")
         return self
+
+
+class EmbeddedGenerateBody(GenerateBody):
+    """What to generate into which project; this deployment's generator builds from a `spec`, so it is required."""
+
+    # The document's GenerateBody where the generator needs a spec; the view applies the same rule
+    # to GenerateBody (SPEC_REQUIRED), so requests are still validated as GenerateBody.
+    model_config = ConfigDict(title="GenerateBody", json_schema_extra=None)
+
+    spec: AppSpec = Field(description="Structured application spec (required by the embedded provider; with a "
+                                      "prompt, constraints for the model's plan)")
 
 
 class IdempotencyHeader(HeaderModel):

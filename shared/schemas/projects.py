@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.paths import MAX_PATH_LENGTH
-from shared.schemas.common import PageMeta, PageQuery, StoredText
+from shared.paths import MAX_PATH_LENGTH, file_path_pattern
+from shared.schemas.common import CONTROL_CLASS, WHITESPACE_CLASS, PageMeta, PageQuery, StoredText
+from shared.settings import Settings
 
 EXAMPLE_PROJECT_ID = "3f2b8c1e-6d4a-4f0e-9b7a-2c5d8e1f0a9b"
 _EXAMPLE_TIME = "2026-12-01T09:30:00Z"
@@ -30,11 +32,19 @@ def _strip_name(value: str) -> str:
     return value
 
 
+# _strip_name's rules for the document: once the whitespace at either end is stripped, something is
+# left, and it holds no control character.
+_VISIBLE = rf"[^{CONTROL_CLASS}{WHITESPACE_CLASS}]"
+NAME_PATTERN = rf"^[{WHITESPACE_CLASS}]*{_VISIBLE}(?:[^{CONTROL_CLASS}]*{_VISIBLE})?[{WHITESPACE_CLASS}]*$"
+_NAME_RULES = {"pattern": NAME_PATTERN}
+_NAME = "Leading and trailing whitespace is removed; not blank, and no control characters"
+
+
 class ProjectCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", openapi_extra={"example": {
         "name": "bookshop", "description": "A small shop's catalogue"}})
 
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, json_schema_extra=_NAME_RULES, description=_NAME)
     description: StoredText | None = Field(None, max_length=2000)
 
     _name = field_validator("name")(_strip_name)
@@ -44,7 +54,8 @@ class ProjectUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", openapi_extra={"example": {
         "description": "The shop's catalogue, with reviews"}})
 
-    name: str | None = Field(None, min_length=1, max_length=100)
+    name: Annotated[str, Field(json_schema_extra=_NAME_RULES)] | None = Field(None, min_length=1, max_length=100,
+                                                                              description=_NAME)
     description: StoredText | None = Field(None, max_length=2000)
 
     @field_validator("name")
@@ -80,11 +91,18 @@ class ProjectPath(BaseModel):
     project_id: uuid.UUID
 
 
+_PATH_LIMITS = {"max_depth": Settings.model_fields["max_path_depth"].default,
+                "max_segment_length": Settings.model_fields["max_path_segment_length"].default}
+
+
 class FilePath(BaseModel):
     project_id: uuid.UUID
-    # The path check gives the reasons (length, segments, characters); the schema states the length.
-    file_path: str = Field(min_length=1, max_length=4096, json_schema_extra={"maxLength": MAX_PATH_LENGTH},
-                           description="A relative POSIX path such as bookshop/app.py")
+    # The path check gives the reasons; the schema states its rules with the default limits.
+    file_path: str = Field(min_length=1, max_length=4096, json_schema_extra={
+        "maxLength": MAX_PATH_LENGTH, "pattern": file_path_pattern(**_PATH_LIMITS)}, description=(
+        "A relative POSIX path such as bookshop/app.py: at most {max_depth} segments (MAX_PATH_DEPTH) of at most "
+        "{max_segment_length} characters (MAX_PATH_SEGMENT_LENGTH), none of them '.' or '..', no backslash or "
+        "control character, and no drive letter").format(**_PATH_LIMITS))
 
 
 class FileWrite(BaseModel):

@@ -12,6 +12,8 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails
 
+from shared.schemas.common import caseless
+
 
 class GenerationKind(StrEnum):
     """What a generation run produces: an API project, or the API plus a static web page."""
@@ -77,6 +79,25 @@ GENERATED_TOP_LEVEL = frozenset({"tests", "static"})
 # SQLite keeps these as hidden column aliases of the primary key.
 SQLITE_ROWID_ALIASES = frozenset({"rowid", "oid"})
 
+# The name rules below for the document, as far as JSON Schema states them: the words each name
+# may not be. Rules across values (duplicates, a plural derived from a name, page_size against
+# max_page_size) are the validators' alone.
+_SQL_WORD = "^(?:" + "|".join(caseless(word) for word in sorted(SQL_RESERVED)) + ")$"
+
+
+def _named(regex: re.Pattern[str], refused: set[str], *others: dict[str, Any]) -> dict[str, Any]:
+    words = {"enum": sorted(word for word in refused if regex.fullmatch(word))}
+    return {**_pattern(regex), "not": {"anyOf": [words, *others]} if others else words}
+
+
+_FIELD_NAME_RULES = _named(_FIELD_NAME, {"id", *keyword.kwlist, *SQL_RESERVED, *SQLITE_ROWID_ALIASES})
+_ENTITY_NAME_RULES = _named(_ENTITY_NAME, {*keyword.kwlist, *PYTHON_BUILTIN_CLASSES}, {"pattern": _SQL_WORD})
+_PLURAL_RULES = _named(_PLURAL, set(SQL_RESERVED), {"pattern": "^sqlite_"})
+_APP_NAME_RULES = _named(_APP_NAME, {*keyword.kwlist, *keyword.softkwlist, *sys.stdlib_module_names,
+                                     *GENERATED_TOP_LEVEL})
+# _check_description: no control character but newline and tab (nor a lone surrogate, which no pattern states).
+_DESCRIPTION_RULES = {"pattern": r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"}
+
 
 def snake_case(name: str) -> str:
     """Convert a PascalCase name to snake_case ("BookReview" -> "book_review", "HTTPLog" -> "http_log")."""
@@ -127,9 +148,13 @@ def _check_count(value: Any, singular: str, plural: str, maximum: int) -> Any:
 class FieldSpec(BaseModel):
     """One column of an entity; the generator adds the integer `id` itself."""
 
-    model_config = ConfigDict(extra="forbid")
+    # _check_max_length: a max_length only on a string field. (if/then, which generated client types
+    # leave out, rather than an anyOf, which they would offer as an alternative to the properties.)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "if": {"properties": {"type": {"not": {"const": "string"}}}},
+        "then": {"properties": {"max_length": {"type": "null"}}}})
 
-    name: str = Field(json_schema_extra=_pattern(_FIELD_NAME),
+    name: str = Field(json_schema_extra=_FIELD_NAME_RULES,
                       description="snake_case; not id, a Python keyword or an SQL reserved word")
     type: FieldType
     required: bool = True
@@ -177,11 +202,12 @@ class EntitySpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(json_schema_extra=_pattern(_ENTITY_NAME),
+    name: str = Field(json_schema_extra=_ENTITY_NAME_RULES,
                       description="PascalCase; not a Python keyword, built-in or SQL reserved word")
-    plural: str | None = Field(None, json_schema_extra=_pattern(_PLURAL),
-                               description="URL segment and table name; derived from the name if omitted")
-    description: str | None = Field(None, max_length=500)
+    plural: str | None = Field(None, json_schema_extra=_PLURAL_RULES,
+                               description="URL segment and table name; derived from the name if omitted; not "
+                                           "an SQL reserved word or starting with sqlite_")
+    description: str | None = Field(None, max_length=500, json_schema_extra=_DESCRIPTION_RULES)
     fields: list[FieldSpec] = Field(json_schema_extra=_items(MAX_FIELDS))
 
     @field_validator("name")
@@ -268,9 +294,9 @@ class AppSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    app_name: str = Field(json_schema_extra=_pattern(_APP_NAME),
+    app_name: str = Field(json_schema_extra=_APP_NAME_RULES,
                           description="The generated package's name; not a Python keyword or standard module")
-    description: str | None = Field(None, max_length=2000)
+    description: str | None = Field(None, max_length=2000, json_schema_extra=_DESCRIPTION_RULES)
     entities: list[EntitySpec] = Field(json_schema_extra=_items(MAX_ENTITIES))
     options: SpecOptions = Field(default_factory=SpecOptions)
 

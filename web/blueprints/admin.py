@@ -140,7 +140,7 @@ def flush_cache():
     return CacheFlushOut(removed=removed).model_dump()
 
 
-@bp.get("/customers", responses=responses({200: CustomerPage}, 401, 403))
+@bp.get("/customers", responses=responses({200: CustomerPage}, 401, 403, 503))
 def list_customers(query: CustomerQuery):
     """Stripe's view of the given customers, or of our stored customers page by page; errors per id."""
     if query.ids:

@@ -1,7 +1,9 @@
 """Stripe webhooks: verified, stored once, acknowledged at once, processed by a worker."""
 from __future__ import annotations
 
-from flask import request
+from typing import Any
+
+from flask import Response, request
 from flask_openapi3 import APIBlueprint, Tag
 
 from shared import webhooks
@@ -10,10 +12,11 @@ from shared.integrations.stripe_gateway import (
     WebhookPayloadInvalid, WebhookSignatureInvalid, WebhooksNotConfigured,
 )
 from shared.jobs.outbox import WEBHOOK_EVENTS
-from shared.schemas.billing import STRIPE_EVENT_EXAMPLE, WebhookAck
+from shared.schemas.billing import STRIPE_EVENT_EXAMPLE, StripeSignatureHeader, WebhookAck
 from web.dispatch import enqueue
 from web.metrics import WEBHOOKS_RECEIVED
 from web.openapi import responses
+from web.problems import problem, refuse_invalid_requests
 from web.state import state
 
 bp = APIBlueprint("webhooks", __name__, url_prefix="/api/v2/webhooks", abp_tags=[Tag(name="webhooks")])
@@ -26,14 +29,22 @@ class BadWebhook(DomainError):
     status, title, type_slug = 400, "Webhook rejected", "webhook-rejected"
 
 
+def _unsigned(errors: list[dict[str, Any]], detail: str) -> Response:
+    # The signature header is the only declared input: without a usable one the delivery cannot be
+    # verified, and is refused as every other such delivery is, with a 400 and nothing stored.
+    WEBHOOKS_RECEIVED.labels("unverified", "rejected").inc()
+    return problem(BadWebhook.status, BadWebhook.title, f"Webhook signature rejected: {detail}",
+                   slug=BadWebhook.type_slug, errors=errors)
+
+
 @bp.post("/stripe", responses=responses({200: WebhookAck}, 400, 503), openapi_extensions={"requestBody": _BODY})
-def stripe_webhook():
+def stripe_webhook(header: StripeSignatureHeader):
     """Receive a Stripe event: 400 unless its signature verifies, 503 without a webhook secret (nothing stored)."""
     if not state().settings.stripe_webhook_secret.get_secret_value():
         raise WebhooksNotConfigured()
     payload = request.get_data(cache=False)
     try:
-        event = state().gateway.construct_event(payload, request.headers.get("Stripe-Signature"))
+        event = state().gateway.construct_event(payload, header.stripe_signature)
     except WebhookSignatureInvalid as error:
         WEBHOOKS_RECEIVED.labels("unverified", "rejected").inc()
         raise BadWebhook(str(error)) from None
@@ -50,3 +61,6 @@ def stripe_webhook():
     if not received.duplicate:
         enqueue(received, WEBHOOK_EVENTS, marked=True)
     return WebhookAck(received=True, duplicate=received.duplicate).model_dump()
+
+
+refuse_invalid_requests(f"{bp.name}.{stripe_webhook.__name__}", _unsigned)
