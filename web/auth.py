@@ -10,7 +10,6 @@ import re
 import uuid
 
 from flask import g, request
-from flask_limiter.util import get_remote_address
 from flask_openapi3 import OpenAPI
 
 from shared import logcontext
@@ -73,11 +72,12 @@ def current_user() -> User:
 def rate_limit_key() -> str:
     """Authenticated requests are limited per user, anonymous ones per client address."""
     claims = bearer_claims()
-    return f"user:{claims.user_id}" if claims else f"addr:{get_remote_address()}"
+    return f"user:{claims.user_id}" if claims else client_address_key()
 
 
 def client_address_key() -> str:
-    return f"addr:{get_remote_address()}"
+    # The client's address as the trusted proxies (ProxyFix, TRUSTED_PROXY_HOPS) tell it.
+    return f"addr:{request.remote_addr or '127.0.0.1'}"
 
 
 def init_authentication(app: OpenAPI) -> None:

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, current_app, json, request
-from flask_limiter import RateLimitExceeded
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
@@ -14,7 +13,6 @@ from werkzeug.exceptions import HTTPException
 from shared.errors import DomainError
 from shared.integrations.stripe_gateway import StripeGatewayError, StripeTransient
 from shared.problem_details import PROBLEM_MIME, TYPE_BASE, problem_body
-from web.metrics import RATE_LIMITED
 
 logger = logging.getLogger(__name__)
 __all__ = ["PROBLEM_MIME", "TYPE_BASE", "problem", "refuse_invalid_requests", "refuses_invalid_requests_itself",
@@ -94,13 +92,6 @@ def register_error_handlers(app: Flask) -> None:
                            slug="billing-provider-unavailable", headers={"Retry-After": "5"})
         return problem(502, "Billing provider refused the request", "the billing provider refused the request",
                        slug="billing-provider-error")
-
-    @app.errorhandler(RateLimitExceeded)
-    def _rate_limited(error: RateLimitExceeded) -> Response:
-        RATE_LIMITED.labels(request.endpoint or "unmatched").inc()
-        # Flask-Limiter's after_request adds Retry-After and the limit headers.
-        return problem(429, "Too many requests", f"rate limit exceeded: {error.description}",
-                       slug="rate-limited")
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:

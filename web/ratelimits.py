@@ -1,17 +1,36 @@
-"""Rate limits: one Limiter per app, with per-endpoint limits taken from settings."""
+"""Rate limits: one limit per endpoint, per user or per client address, from settings; each checked
+with its headers in one Redis round trip, and in this process's memory while Redis is unreachable.
+
+The limit arithmetic and its storage are the `limits` library's, the engine Flask-Limiter runs
+on: the sliding-window counter, on Redis (web.ratelimit_storage) or in memory. Flask-Limiter
+itself is not used: it works out on every request which of its decorators, blueprint limits,
+exemptions, meta limits and defaults apply, which was measured at about 0.6 ms of CPU a request
+here, more than the rest of a job poll (docs/PERFORMANCE.md). Here each endpoint's limit is
+worked out once, when the app is built.
+"""
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from flask import Flask, Response, current_app, g, request
-from flask_limiter import Limiter
+from flask import Flask, Response, g, request
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.strategies import SlidingWindowCounterRateLimiter
+from limits.util import WindowStats
 
+from shared.errors import DomainError
 from shared.settings import Settings
 from web.auth import client_address_key, rate_limit_key
+from web.metrics import RATE_LIMITED
 from web.ratelimit_storage import OneTripRedisStorage
 
-# endpoint -> (settings field holding the limit, what the limit is keyed on)
+logger = logging.getLogger(__name__)
+
+# endpoint -> (settings field holding the limit, what the limit is keyed on); every other endpoint
+# has RATELIMIT_DEFAULT, keyed by user (or client address when anonymous), each endpoint counted apart.
 ROUTE_LIMITS: dict[str, tuple[str, Callable[[], str]]] = {
     "auth.login": ("ratelimit_login", client_address_key),
     "auth.register": ("ratelimit_register", client_address_key),
@@ -20,9 +39,15 @@ ROUTE_LIMITS: dict[str, tuple[str, Callable[[], str]]] = {
     "generation.generate_fullstack": ("ratelimit_generate_fullstack", rate_limit_key),
     "oauth.exchange": ("ratelimit_oauth_exchange", client_address_key),
 }
-# Stripe's deliveries are authenticated by signature, and a burst must not be refused.
+# Stripe's deliveries are authenticated by signature, and a burst must not be refused; probes and
+# API documents are never limited.
 _UNLIMITED_BLUEPRINTS = frozenset({"openapi", "swagger", "redoc", "health", "webhooks"})
-_UNLIMITED_ENDPOINTS = frozenset({"openapi_document", "metrics"})
+_UNLIMITED_ENDPOINTS = frozenset({"openapi_document", "metrics", "static"})
+# Redis keys are the ones Flask-Limiter wrote ("LIMITER/devora/<key>/<endpoint>/<limit>"), so
+# counts carry over.
+KEY_PREFIX = "devora"
+# After Redis fails, limits stay in memory this long before Redis is tried again.
+RETRY_REDIS_SECONDS = 5.0
 
 
 def is_rate_limited(endpoint: str) -> bool:
@@ -31,40 +56,112 @@ def is_rate_limited(endpoint: str) -> bool:
     return blueprint not in _UNLIMITED_BLUEPRINTS and endpoint not in _UNLIMITED_ENDPOINTS
 
 
-def _unlimited() -> bool:
-    """Probes and API documents are never rate limited."""
-    return request.blueprint in _UNLIMITED_BLUEPRINTS or request.endpoint in _UNLIMITED_ENDPOINTS
+class RateLimited(DomainError):
+    status, title, type_slug = 429, "Too many requests", "rate-limited"
 
 
-def _stash_retry_after(response: Response) -> Response:
-    g.own_retry_after = response.headers.get("Retry-After")
-    return response
+@dataclass(frozen=True)
+class RouteLimit:
+    item: RateLimitItem
+    key: Callable[[], str]
+    # The policy's name in the RateLimit headers.
+    policy: str
 
 
-def _finish_headers(response: Response) -> Response:
-    # Flask-Limiter stamps every response with Retry-After (its window reset), even
-    # successes, overriding a view's own hint; only a 429 should carry the limiter's.
-    if response.status_code != 429:
-        if g.get("own_retry_after"):
-            response.headers["Retry-After"] = g.own_retry_after
-        else:
-            response.headers.pop("Retry-After", None)
-    _ietf_headers(response)
-    return response
+@dataclass(frozen=True)
+class Checked:
+    """The limit a request was counted against and the window it left."""
+
+    limit: RouteLimit
+    window: WindowStats
 
 
-def _ietf_headers(response: Response) -> None:
-    """RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers) beside X-RateLimit-*."""
-    limiter: Limiter | None = current_app.extensions["devora"].limiter
-    current = limiter.current_limit if limiter is not None and limiter.enabled else None
-    if current is None:
-        return
-    # The limiter's own header hook already read the window; these reads are cached.
-    item = current.limit
-    policy = request.endpoint if request.endpoint in ROUTE_LIMITS else "default"
-    reset = max(0, int(current.reset_at - time.time()))
-    response.headers["RateLimit-Policy"] = f'"{policy}";q={item.amount};w={item.get_expiry()}'
-    response.headers["RateLimit"] = f'"{policy}";r={max(0, current.remaining)};t={reset}'
+class RateLimiter:
+    """The app's limits, checked before each request and reported in its answer's headers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.ratelimit_enabled
+        self._default = parse(settings.ratelimit_default)
+        self._settings = settings
+        self._limits: dict[str, RouteLimit] = {}
+        options = {"socket_timeout": settings.redis_socket_timeout,
+                   "socket_connect_timeout": settings.redis_socket_timeout}
+        self._storage: Storage = storage_from_string(_one_trip(settings.resolved_ratelimit_url), **options)
+        self._shared = SlidingWindowCounterRateLimiter(self._storage)
+        self._memory = MemoryStorage()
+        self._local = SlidingWindowCounterRateLimiter(self._memory)
+        # While set (a monotonic time), limits are counted in memory; Redis is tried again after it.
+        self._in_memory_until: float | None = None
+
+    def init_app(self, app: Flask) -> None:
+        """Work out every endpoint's limit once; check it before each request, report it after."""
+        for endpoint in app.view_functions:
+            if not is_rate_limited(endpoint):
+                continue
+            if endpoint in ROUTE_LIMITS:
+                setting, key = ROUTE_LIMITS[endpoint]
+                self._limits[endpoint] = RouteLimit(parse(getattr(self._settings, setting)), key, endpoint)
+            else:
+                self._limits[endpoint] = RouteLimit(self._default, rate_limit_key, "default")
+        if self.enabled:
+            app.before_request(self._check)
+            app.after_request(self._report)
+
+    def reset(self) -> None:
+        """Forget every count (tests start from empty limits)."""
+        self._memory.reset()
+        try:
+            self._storage.reset()
+        except Exception as error:  # noqa: BLE001 - an unreachable store has nothing to forget
+            logger.warning("rate-limit storage not reset: %s", type(error).__name__)
+
+    def _check(self) -> None:
+        limit = self._limits.get(request.endpoint or "")
+        if limit is None:
+            return
+        identifiers = (KEY_PREFIX, limit.key(), request.endpoint)
+        taken, window = self._hit(limit.item, identifiers)
+        g.rate_limit = Checked(limit, window)
+        if not taken:
+            RATE_LIMITED.labels(request.endpoint).inc()
+            logger.info("rate limit %s (%s) exceeded at %s", limit.item, identifiers[1], request.endpoint)
+            raise RateLimited(f"rate limit exceeded: {limit.item}")
+
+    def _hit(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> tuple[bool, WindowStats]:
+        if self._in_memory_until is None or time.monotonic() >= self._in_memory_until:
+            try:
+                # One round trip: the storage keeps the window its hit returned for the read.
+                taken = self._shared.hit(item, *identifiers)
+                window = self._shared.get_window_stats(item, *identifiers)
+            except Exception as error:  # noqa: BLE001 - whatever broke the store, limits go on in memory
+                if self._in_memory_until is None:
+                    logger.warning("rate-limit storage unreachable (%s); limiting in memory for now",
+                                   type(error).__name__)
+                self._in_memory_until = time.monotonic() + RETRY_REDIS_SECONDS
+            else:
+                if self._in_memory_until is not None:
+                    logger.warning("rate-limit storage reachable again; limits are shared again")
+                    self._in_memory_until = None
+                return taken, window
+        return self._local.hit(item, *identifiers), self._local.get_window_stats(item, *identifiers)
+
+    @staticmethod
+    def _report(response: Response) -> Response:
+        checked: Checked | None = g.get("rate_limit")
+        if checked is None:
+            return response
+        item, window = checked.limit.item, checked.window
+        remaining, reset_in = max(0, window.remaining), max(0, int(window.reset_time - time.time()))
+        headers = response.headers
+        headers["X-RateLimit-Limit"] = str(item.amount)
+        headers["X-RateLimit-Remaining"] = str(remaining)
+        headers["X-RateLimit-Reset"] = str(int(window.reset_time))
+        # draft-ietf-httpapi-ratelimit-headers, structured-field form.
+        headers["RateLimit-Policy"] = f'"{checked.limit.policy}";q={item.amount};w={item.get_expiry()}'
+        headers["RateLimit"] = f'"{checked.limit.policy}";r={remaining};t={reset_in}'
+        if response.status_code == 429:
+            headers["Retry-After"] = str(max(1, reset_in))
+        return response
 
 
 def _one_trip(storage_uri: str) -> str:
@@ -73,31 +170,8 @@ def _one_trip(storage_uri: str) -> str:
     return f"devora+{storage_uri}" if f"devora+{scheme}" in OneTripRedisStorage.STORAGE_SCHEME else storage_uri
 
 
-def init_limiter(app: Flask, settings: Settings) -> Limiter:
-    """Bind a Limiter to `app` on the rate-limit Redis, failing open to memory if it is down."""
-    limiter = Limiter(
-        rate_limit_key,
-        app=None,
-        default_limits=[settings.ratelimit_default],
-        default_limits_exempt_when=_unlimited,
-        storage_uri=_one_trip(settings.resolved_ratelimit_url),
-        storage_options={"socket_timeout": settings.redis_socket_timeout,
-                         "socket_connect_timeout": settings.redis_socket_timeout},
-        strategy="sliding-window-counter",
-        headers_enabled=True,
-        swallow_errors=True,
-        in_memory_fallback_enabled=True,
-        key_prefix="devora",
-        enabled=settings.ratelimit_enabled,
-    )
-    # Flask runs after-request hooks in reverse order of registration: the stash runs
-    # before the limiter's hook and the restore after it.
-    app.after_request(_finish_headers)
+def init_limiter(app: Flask, settings: Settings) -> RateLimiter:
+    """Bind the app's limits (from settings) to it; call after every blueprint is registered."""
+    limiter = RateLimiter(settings)
     limiter.init_app(app)
-    app.after_request(_stash_retry_after)
-    # Wrapping the registered views (rather than decorating at import) keeps each
-    # app's limiter, its storage and its health state separate.
-    for endpoint, (setting, key_func) in ROUTE_LIMITS.items():
-        app.view_functions[endpoint] = limiter.limit(getattr(settings, setting), key_func=key_func)(
-            app.view_functions[endpoint])
     return limiter

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from authlib.integrations.flask_client import OAuth
 from celery import Celery
 
 from flask import current_app, g
-from flask_limiter import Limiter
 from redis import Redis
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,9 @@ from shared.quick_reads import QuickReads
 from shared.security import TokenService
 from shared.settings import Settings
 from shared.stream_tokens import StreamTokens
+
+if TYPE_CHECKING:  # web.ratelimits imports this module, through web.auth
+    from web.ratelimits import RateLimiter
 
 
 @dataclass
@@ -38,7 +41,7 @@ class AppState:
     # The account and job reads of the hot paths, without the ORM.
     reads: QuickReads
     oauth: OAuth | None = None
-    limiter: Limiter | None = None
+    limiter: RateLimiter | None = None
 
 
 def state() -> AppState:
