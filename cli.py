@@ -203,10 +203,11 @@ def jobs_watch(job_id, interval: float, stream_url: str | None, poll_only: bool)
 
 
 def _local_stream_url(settings) -> str:
+    from shared.events import EVENTS_PATH
     public = settings.events_public_url or ""
     if public.startswith(("http://", "https://")):
         return public
-    return f"http://127.0.0.1:{settings.events_port}/api/v2/events"
+    return f"http://127.0.0.1:{settings.events_port}{EVENTS_PATH}"
 
 
 def _follow_stream(settings, job, url: str) -> None:
@@ -304,9 +305,10 @@ def run() -> None:
         embedded.start()
         env["REDIS_URL"] = embedded.connection_url
         click.echo(f"started embedded Redis at {embedded.connection_url}")
+    from shared.events import EVENTS_PATH
     events_port = env.get("EVENTS_PORT", str(load_settings().events_port))
     # The stream has its own port here; behind the production proxy it shares the API's origin.
-    env.setdefault("EVENTS_PUBLIC_URL", f"http://127.0.0.1:{events_port}/api/v2/events")
+    env.setdefault("EVENTS_PUBLIC_URL", f"http://127.0.0.1:{events_port}{EVENTS_PATH}")
     if not env.get("FLOWER_BASIC_AUTH"):
         # Flower's API answers only with credentials; make some for this run.
         env["FLOWER_BASIC_AUTH"] = f"admin:{secrets.token_urlsafe(12)}"
@@ -317,6 +319,7 @@ def run() -> None:
         click.echo(f"Events:  {env['EVENTS_PUBLIC_URL']}  (server-sent events; token from POST /api/v2/events/token)")
         click.echo(f"Flower:  http://127.0.0.1:{env.get('FLOWER_PORT', '5555')}  "
                    f"(basic auth {env['FLOWER_BASIC_AUTH']})")
+        _say_where_generated_code_runs()
         result = subprocess.run([str(BIN / "honcho"), "start", "-f", "Procfile"], env=env, cwd=PROJECT_ROOT)
     except KeyboardInterrupt:
         return
@@ -324,6 +327,17 @@ def run() -> None:
         if embedded is not None:
             embedded.stop()
     sys.exit(result.returncode)
+
+
+def _say_where_generated_code_runs() -> None:
+    # Without bubblewrap the service runs, but generation jobs fail; say so before the first one.
+    from shared.sandbox import Sandbox
+
+    status = Sandbox.from_settings(load_settings()).status()
+    click.echo(f"Sandbox: {status.describe()}")
+    if not status.usable:
+        click.echo("         generation jobs will fail: install bubblewrap (Debian: apt-get install bubblewrap), "
+                   "or set SANDBOX_ALLOW_UNSANDBOXED=true in .env for development", err=True)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
