@@ -1,6 +1,6 @@
 """Stripe webhook benchmark: signed events and their re-sends posted to the service, beside the bare anchor.
 
-    python bench/webhooks.py [--seconds 10] [--events 20000] [--duplicates 0.3] [--database-url URL]
+    python bench/webhooks.py [--seconds 10] [--rounds 3] [--events 20000] [--duplicates 0.3] [--database-url URL]
 
 One user's billing account is the customer of every event, so each event is applied (an invoice is
 mirrored), not ignored. The list holds --events distinct `invoice.paid` events, one invoice each, with
@@ -11,10 +11,11 @@ service's Celery worker runs; afterwards the bench waits (at most 120 s) until e
 The anchor is the bare app's POST /enqueue under the same wrk script and the same bodies, with the bare
 Celery worker consuming its no-op tasks as the service's worker consumes events.
 
-Prints requests/s and latency with the ratio service/anchor, how the duplicates were answered, the
-events stored and processed, the drain time after the load stopped, and the warnings and errors the
-service logged. Ends with a FAIL line and exit status 1 unless every event answered as new was stored
-and every stored event was processed.
+Each of --rounds rounds posts a new list to the anchor, then to the service. Prints requests/s and
+latency as service/anchor per round and overall (medians), then per round how the duplicates were
+answered, the events stored and processed and the drain time after the load stopped, and the warnings
+and errors the service logged. Ends with a FAIL line and exit status 1 unless, in every round, every
+event answered as new was stored and every stored event was processed (a missed aim is not a failure).
 A --database-url names a PostgreSQL database that must not exist yet: it is created and dropped here.
 Needs wrk on PATH and ../shared/anchors (or ANCHORS_DIR).
 """
@@ -41,7 +42,9 @@ from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import ANCHORS, ROOT, celery_worker, embedded_redis, fresh_database, gunicorn  # noqa: E402
+from bench.harness import (  # noqa: E402
+    ANCHORS, ROOT, Checks, Figures, celery_worker, embedded_redis, fresh_database, gunicorn,
+)
 from tests.peers.processes import free_port, running, serve  # noqa: E402
 from tests.peers.stripe_events import API_KEY, WEBHOOK_PATH, WEBHOOK_SECRET, sign  # noqa: E402
 
@@ -327,17 +330,70 @@ def log_report(*logs: Path) -> list[str]:
             + [f"  {line[:300]}" for line in list(dict.fromkeys(problems))[:5]])
 
 
+@dataclass(frozen=True)
+class Round:
+    """One round: the anchor's and the service's load over the same list, and what the service stored."""
+
+    events: list[tuple[str, bytes]]
+    anchor: Load
+    service: Load
+    load_end: datetime
+    rows: Stored
+
+
+def run_round(db: Database, script: Path, tmp: Path, urls: tuple[str, str], events: list[tuple[str, bytes]],
+              seconds: int) -> Round:
+    """The anchor, then the service, each posting `events` for `seconds`; then wait until the service drained."""
+    webhook_url, enqueue_url = urls
+    anchor = load(enqueue_url, script, write_requests(tmp / "anchor.tsv", events), seconds)
+    service = load(webhook_url, script, write_requests(tmp / "service.tsv", events), seconds)
+    load_end = datetime.now(UTC)
+    wait_drained(db, DRAIN_TIMEOUT)
+    return Round(events, anchor, service, load_end, stored(db, events[0][0].rsplit("_", 1)[0] + "_"))
+
+
+def report_round(number: int, measured: Round, checks: Checks) -> None:
+    """What the Lua script counted and the service stored in one round, and its correctness checks."""
+    service, rows = measured.service, measured.rows
+    sent_ids, wrapped = sent_events(measured.events, service)
+    distinct_sent, resent = len(set(sent_ids)), len(sent_ids) - len(set(sent_ids))
+    new_answers = service.answered - service.duplicates
+    processed = rows.statuses["processed"]
+    print(f"round {number}: {service.answered} answered ({service.in_flight} more sent, unanswered when wrk "
+          f"stopped), {service.duplicates} {{\"duplicate\": true}} ({service.duplicates / service.answered:.1%}); "
+          f"sent {len(sent_ids)} requests for {distinct_sent} distinct events, {resent} re-sends "
+          f"({resent / len(sent_ids):.1%})" + ("; the list ran out and was sent again (raise --events)"
+                                               if wrapped else ""))
+    print(f"  events: {len(rows.ids)} distinct stored, {processed} processed"
+          + "".join(f", {n} {status}" for status, n in sorted(rows.statuses.items()) if status != "processed")
+          + (f" ({rows.never_sent} never handed to the broker)" if rows.never_sent else ""))
+    if rows.last_processed:
+        drain = max(0.0, (rows.last_processed - measured.load_end).total_seconds())
+        print(f"  drain: the last event was processed {drain:.2f} s after the load stopped; received -> processed "
+              f"median {statistics.median(rows.lags) * 1000:.0f} ms, max {rows.lags[-1] * 1000:.0f} ms")
+    checks.expect(processed == len(rows.ids),
+                  f"round {number}: {len(rows.ids) - processed} of {len(rows.ids)} stored events not processed "
+                  f"within {DRAIN_TIMEOUT:.0f} s of the load: {dict(rows.statuses)}")
+    checks.expect(rows.ids <= set(sent_ids), f"round {number}: {len(rows.ids - set(sent_ids))} stored events "
+                                             "were never sent")
+    checks.expect(new_answers <= len(rows.ids) <= new_answers + service.in_flight,
+                  f"round {number}: {new_answers} requests answered as new events but {len(rows.ids)} events "
+                  f"stored ({service.in_flight} unanswered)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=10, help="the wrk run against each of service and anchor")
-    parser.add_argument("--events", type=int, default=20000, help="distinct events in the list")
+    parser.add_argument("--seconds", type=int, default=10, help="each wrk run against service and anchor")
+    parser.add_argument("--rounds", type=int, default=3, help="anchor-then-service rounds, each with new events")
+    parser.add_argument("--events", type=int, default=20000, help="distinct events in each round's list")
     parser.add_argument("--duplicates", type=float, default=0.3, help="share of the list that are re-sends")
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
     args = parser.parse_args()
     if not 1 <= args.seconds <= MAX_SECONDS:
         parser.error(f"--seconds must be 1..{MAX_SECONDS}: the signatures must stay within Stripe's 300 s tolerance")
-    if not 0 <= args.duplicates < 1 or args.events < THREADS:
-        parser.error(f"--duplicates must be in [0, 1) and --events at least {THREADS} (one per wrk thread)")
+    if not 0 <= args.duplicates < 1 or args.events < THREADS or args.rounds < 1:
+        parser.error(f"--duplicates must be in [0, 1), --events at least {THREADS} (one per wrk thread), "
+                     "--rounds at least 1")
     # A SIGTERM then unwinds the context managers below, which stop every process started here.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
@@ -348,7 +404,7 @@ def main() -> None:
     run_id = secrets.token_hex(4)
     rng = random.Random(run_id)
     warmup = build_events(WARMUP_EVENTS, args.duplicates, f"{run_id}w", rng)
-    events = build_events(args.events, args.duplicates, f"{run_id}m", rng)
+    checks, figures, rounds = Checks(), Figures(), []
     with tempfile.TemporaryDirectory() as tmp_name, embedded_redis() as redis_url, \
             fresh_database(args.database_url, tmp_name) as database_url:
         tmp = Path(tmp_name)
@@ -364,24 +420,21 @@ def main() -> None:
                "OUTBOX_GRACE_SECONDS": "0"}
         anchor_env = {"ANCHOR_REDIS_URL": f"{redis_url}/14"}
         app_url, anchor_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{anchor_port}"
-        webhook_url, enqueue_url = f"{app_url}{WEBHOOK_PATH}", f"{anchor_url}/enqueue"
+        urls = (f"{app_url}{WEBHOOK_PATH}", f"{anchor_url}/enqueue")
         # The service's logs go to files of our own, to be searched for problems after the run.
         web_argv = logged(gunicorn("web:create_app()", app_port), web_log)
         worker_argv = logged(celery_worker("worker", QUEUES), worker_log)
         try:
             with serve(web_argv, env, ROOT, f"{app_url}/healthz"), \
                     serve(gunicorn("bare_web:app", anchor_port), anchor_env, ANCHORS, f"{anchor_url}/hello"), \
-                    running(worker_argv, env, ROOT, pinged(settings.resolved_broker_url)):
-                load(webhook_url, script, write_requests(tmp / "warmup.tsv", warmup), 1)
+                    running(worker_argv, env, ROOT, pinged(settings.resolved_broker_url)), \
+                    running(celery_worker("bare_celery"), anchor_env, ANCHORS, pinged(f"{redis_url}/14")):
+                load(urls[0], script, write_requests(tmp / "warmup.tsv", warmup), 1)
+                load(urls[1], script, write_requests(tmp / "warmup.tsv", warmup), 1)
                 wait_drained(db, DRAIN_TIMEOUT)
-                anchor_requests = write_requests(tmp / "anchor.tsv", events)
-                with running(celery_worker("bare_celery"), anchor_env, ANCHORS, pinged(f"{redis_url}/14")):
-                    load(enqueue_url, script, anchor_requests, 1)
-                    anchor = load(enqueue_url, script, anchor_requests, args.seconds)
-                service = load(webhook_url, script, write_requests(tmp / "service.tsv", events), args.seconds)
-                load_end = datetime.now(UTC)
-                wait_drained(db, DRAIN_TIMEOUT)
-                rows = stored(db, f"evt_{run_id}m_")
+                for number in range(1, args.rounds + 1):
+                    events = build_events(args.events, args.duplicates, f"{run_id}r{number}", rng)
+                    rounds.append(run_round(db, script, tmp, urls, events, args.seconds))
                 processed_total, invoices, invoices_version = mirror(db)
         except BaseException:
             # The service's own account of what went wrong (or why it did not start).
@@ -393,54 +446,26 @@ def main() -> None:
             db.engine.dispose()
         logs = log_report(web_log, worker_log)
 
-    sent_ids, wrapped = sent_events(events, service)
-    distinct_sent, resent = len(set(sent_ids)), len(sent_ids) - len(set(sent_ids))
-    new_answers = service.answered - service.duplicates
-    processed = rows.statuses["processed"]
-
-    print(f"{'figure':34} {'service':>9} {'anchor':>9} {'ratio':>7}  anchor figure")
-    for figure, ours, theirs in [(f"POST webhook ({args.duplicates:.0%} re-sends), req/s", service.rate, anchor.rate),
-                                 ("latency p50, ms", service.p50_ms, anchor.p50_ms),
-                                 ("latency p99, ms", service.p99_ms, anchor.p99_ms)]:
-        print(f"{figure:34} {ours:9.1f} {theirs:9.1f} {ours / theirs:7.3g}  POST /enqueue, same bodies")
-    print(f"ratio = service/anchor (higher is better for req/s, lower for latency); wrk -t{THREADS} "
-          f"-c{CONNECTIONS} -d{args.seconds}s, each side's Celery worker consuming during its run")
-    print(f"requests: {service.answered} answered ({service.in_flight} more sent, unanswered when wrk stopped); "
-          f"{service.duplicates} answered {{\"duplicate\": true}} ({service.duplicates / service.answered:.1%})")
-    print(f"sent: {len(sent_ids)} requests for {distinct_sent} distinct events, {resent} re-sends "
-          f"({resent / len(sent_ids):.1%})"
-          + ("; the list ran out and was sent again from its start (raise --events)"
-             if wrapped else ""))
-    print(f"events: {len(rows.ids)} distinct stored, {processed} processed"
-          + "".join(f", {n} {status}" for status, n in sorted(rows.statuses.items()) if status != "processed")
-          + (f" ({rows.never_sent} never handed to the broker)" if rows.never_sent else ""))
-    print(f"duplicates not stored (requests - stored): {service.answered - len(rows.ids)}; re-sends sent: {resent}; "
-          f"they differ by at most the {service.in_flight} unanswered")
-    if rows.last_processed:
-        drain = max(0.0, (rows.last_processed - load_end).total_seconds())
-        print(f"drain: the last event was processed {drain:.2f} s after the load stopped; received -> processed "
-              f"median {statistics.median(rows.lags) * 1000:.0f} ms, max {rows.lags[-1] * 1000:.0f} ms")
+    for measured in rounds:
+        figures.new_round().update(service=measured.service.rate, anchor=measured.anchor.rate,
+                                   service_p50=measured.service.p50_ms, anchor_p50=measured.anchor.p50_ms,
+                                   service_p99=measured.service.p99_ms, anchor_p99=measured.anchor.p99_ms)
+    print(f"wrk -t{THREADS} -c{CONNECTIONS} -d{args.seconds}s per side and round, {args.duplicates:.0%} re-sends, "
+          "each side's Celery worker consuming during its run; ratio = service / anchor")
+    figures.print_table([
+        (f"POST webhook ({args.duplicates:.0%} re-sends) / POST /enqueue, req/s", "service", "anchor", ">= 0.5"),
+        ("latency p50 / anchor's (lower is better)", "service_p50", "anchor_p50", ""),
+        ("latency p99 / anchor's (lower is better)", "service_p99", "anchor_p99", ""),
+    ])
+    figures.print_absolute(["service", "anchor"])
+    for number, measured in enumerate(rounds, 1):
+        report_round(number, measured, checks)
     print(f"billing mirror: {invoices} invoices and invoices_version {invoices_version} for {processed_total} "
           f"processed events (warm-up included)")
     print("\n".join(logs))
-
-    failures = []
-    if processed != len(rows.ids):
-        failures.append(f"{len(rows.ids) - processed} of {len(rows.ids)} stored events not processed "
-                        f"within {DRAIN_TIMEOUT:.0f} s of the load: {dict(rows.statuses)}")
-    if not rows.ids <= set(sent_ids):
-        failures.append(f"{len(rows.ids - set(sent_ids))} stored events were never sent")
-    if not new_answers <= len(rows.ids) <= new_answers + service.in_flight:
-        failures.append(f"{new_answers} requests answered as new events but {len(rows.ids)} events stored "
-                        f"({service.in_flight} unanswered)")
-    if not invoices == invoices_version == processed_total:
-        failures.append(f"{processed_total} processed events, but {invoices} invoices and invoices_version "
-                        f"{invoices_version}")
-    for failure in failures:
-        print(f"FAIL: {failure}")
-    if failures:
-        sys.exit(1)
-    print("PASS: every event answered as new was stored, every stored event was processed, once")
+    checks.expect(invoices == invoices_version == processed_total,
+                  f"{processed_total} processed events, but {invoices} invoices and invoices_version {invoices_version}")
+    checks.finish()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 import uuid
+from types import ModuleType
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,8 +16,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import Connection, Insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from shared import billing
@@ -62,8 +64,8 @@ def receive(db: Database, markers: Redis, event: EventEnvelope, payload: bytes, 
     marker = f"devora:webhook:{event.id}"
     if _marker_exists(markers, marker):
         return Received(None)
-    with db.transaction() as session:
-        row_id = store(session, event, payload)
+    with db.engine.begin() as connection:
+        row_id = store(connection, event, payload)
     try:
         markers.set(marker, "1", nx=True, ex=marker_ttl_seconds)
     except (RedisError, OSError) as error:
@@ -91,24 +93,25 @@ def _marker_exists(markers: Redis, marker: str) -> bool:
         return False
 
 
-_INSERT_EVENT = insert(WebhookEvent.__table__)
+def _insert_once(dialect: ModuleType) -> Insert:
+    table = WebhookEvent.__table__
+    return (dialect.insert(table).on_conflict_do_nothing(index_elements=[table.c.stripe_event_id])
+            .returning(table.c.id))
 
 
-def store(session: Session, event: EventEnvelope, payload: bytes) -> uuid.UUID | None:
+# One statement, no savepoint: an event id already stored inserts nothing and returns no row.
+_INSERT_ONCE = {"sqlite": _insert_once(sqlite), "postgresql": _insert_once(postgresql)}
+
+
+def store(connection: Connection, event: EventEnvelope, payload: bytes) -> uuid.UUID | None:
     """Record a verified event, already marked sent (its receiver hands it over right after the commit,
     with Outbox.hand_over_marked); returns its row's id, or None when this event id is already stored."""
     now = utcnow()
-    row_id = uuid.uuid4()
-    try:
-        with session.begin_nested():
-            session.connection().execute(_INSERT_EVENT, {
-                "id": row_id, "stripe_event_id": event.id, "type": event.type, "stripe_created": event.created,
-                "livemode": event.livemode, "payload": payload.decode("utf-8"), "status": WebhookStatus.RECEIVED,
-                "attempts": 0, "next_retry_at": None, "error_type": None, "error_message": None, "sent_at": now,
-                "received_at": now, "processed_at": None, "summary": None})
-    except IntegrityError:
-        return None
-    return row_id
+    return connection.execute(_INSERT_ONCE[connection.dialect.name], {
+        "id": uuid.uuid4(), "stripe_event_id": event.id, "type": event.type, "stripe_created": event.created,
+        "livemode": event.livemode, "payload": payload.decode("utf-8"), "status": WebhookStatus.RECEIVED,
+        "attempts": 0, "next_retry_at": None, "error_type": None, "error_message": None, "sent_at": now,
+        "received_at": now, "processed_at": None, "summary": None}).scalar()
 
 
 def process(db: Database, gateway: StripeGateway, settings: Settings, row_id: uuid.UUID) -> float | None:
@@ -260,11 +263,11 @@ HANDLERS: dict[str, Handled] = {
 
 def _claim(session: Session, row_id: uuid.UUID) -> WebhookEvent | None:
     """Take a stored event for processing in this transaction; None if it is done or taken."""
-    taken = session.execute(
+    return session.scalars(
         update(WebhookEvent).where(WebhookEvent.id == row_id, WebhookEvent.status.in_(WEBHOOK_PENDING))
-        .values(status=WebhookStatus.PROCESSING, attempts=WebhookEvent.attempts + 1)
-    ).rowcount
-    return session.get(WebhookEvent, row_id, populate_existing=True) if taken else None
+        .values(status=WebhookStatus.PROCESSING, attempts=WebhookEvent.attempts + 1).returning(WebhookEvent),
+        execution_options={"populate_existing": True, "synchronize_session": False},
+    ).one_or_none()
 
 
 def _record_failure(session: Session, row_id: uuid.UUID, error: BaseException, *, retry: bool,
@@ -316,7 +319,7 @@ def store_missed(db: Database, gateway: StripeGateway, settings: Settings) -> li
             except (ValidationError, WebhookPayloadInvalid) as error:
                 logger.warning("sweep: event %s is not of a shape we can store: %s", listed.id, error)
                 continue
-            row_id = store(session, event, payload)
+            row_id = store(session.connection(), event, payload)
             if row_id is not None:
                 stored.append(Received(row_id))
     return stored
