@@ -11,6 +11,7 @@ import pytest
 import redis
 from sqlalchemy import delete, func, select
 
+from shared import projects
 from shared.jobs import lifecycle
 from shared.jobs.lifecycle import Progress
 from shared.jobs.states import JobStatus
@@ -76,6 +77,24 @@ def test_a_limit_and_its_headers_cost_one_redis_round_trip(client, make_user, re
                                                            for _ in range(3)))
     assert [command.split()[0].upper() for command in sent] == ["EVALSHA"] * 3
     assert [a.headers["X-RateLimit-Remaining"] for a in answers] == [str(LIMIT - n) for n in (2, 3, 4)]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"ratelimit_default": "10000 per minute"}])
+def test_a_repeated_cached_list_costs_only_the_limit_and_a_change_from_elsewhere_shows_at_once(
+        client, make_user, db, redis_url):
+    user, headers = make_user()
+    first = client.get("/api/v2/projects", headers=headers)
+    assert first.status_code == 200 and first.get_json()["total"] == 0
+    again = []
+    sent = commands_sent(redis_url, lambda: again.extend(client.get("/api/v2/projects", headers=headers)
+                                                         for _ in range(3)))
+    assert [command.split()[0].upper() for command in sent] == ["EVALSHA"] * 3, "served from this process"
+    assert all(a.get_json() == first.get_json() for a in again)
+    # Written as a worker or another web process would, past this process's cache.
+    with db.transaction() as session:
+        projects.create_project(session, user.id, "made elsewhere", None)
+    listed = client.get("/api/v2/projects", headers=headers).get_json()
+    assert listed["total"] == 1 and listed["items"][0]["name"] == "made elsewhere"
 
 
 @pytest.mark.parametrize("settings_overrides", [{"ratelimit_default": "10000 per minute"}])
