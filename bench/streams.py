@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -70,7 +71,7 @@ def seed(database_url: str, redis_url: str, streams: int):
         session.add_all(jobs)
         session.flush()
         poll_user, poll_job = users[0], jobs[0]
-        access = TokenService(settings).issue(poll_user.id, poll_user.role)
+        access = TokenService(settings).issue(poll_user.id, poll_user.role, uuid.uuid4())  # a login never logged out
         stream_tokens = StreamTokens(settings)
         watchers = [(user.id, job.id, stream_tokens.issue(user.id)[0]) for user, job in zip(users[1:], jobs[1:])]
         poll_job_id = poll_job.id

@@ -57,6 +57,26 @@ def hostile(test_body: str) -> dict[str, str]:
     return {"tests/__init__.py": "", "tests/test_hostile.py": source}
 
 
+def writes_outside(outside: list[str]) -> dict[str, str]:
+    """A project whose test writes in its scratch directory, then passes only if it could write to every
+    `outside` path."""
+    return hostile(f"""\
+        for path in ("inside.txt", os.environ["HOME"] + "/inside.txt", os.environ["TMPDIR"] + "/inside.txt"):
+            with open(path, "w") as handle:
+                handle.write("mine")
+        print("inside writes: ok", flush=True)
+        escaped = []
+        for path in {outside!r}:
+            try:
+                with open(path, "w") as handle:
+                    handle.write("pwned")
+                escaped.append(path)
+            except OSError as error:
+                print("refused:", path, type(error).__name__, error.strerror, flush=True)
+        self.assertEqual(escaped, {outside!r}, "could not write outside")
+""")
+
+
 def carries_on(sandbox: Sandbox) -> None:
     report = validate_project(PASSING, timeout_seconds=30, sandbox=sandbox)
     assert report.passed and report.message == "1 tests passed", report
@@ -260,22 +280,7 @@ def test_writes_outside_its_scratch_directory_are_refused(sandbox: Sandbox, tmp_
     name = f"devora-pwned-{uuid.uuid4().hex}"
     outside = [str(PROJECT_ROOT / name), f"/tmp/{name}", str(Path.home() / name), str(tmp_path / name), f"/{name}",
                f"/usr/{name}", f"/etc/{name}", f"/input/{name}", f"/dev/shm/{name}", f"/dev/{name}"]
-    body = f"""\
-        for path in ("inside.txt", os.environ["HOME"] + "/inside.txt", os.environ["TMPDIR"] + "/inside.txt"):
-            with open(path, "w") as handle:
-                handle.write("mine")
-        print("inside writes: ok", flush=True)
-        escaped = []
-        for path in {outside!r}:
-            try:
-                with open(path, "w") as handle:
-                    handle.write("pwned")
-                escaped.append(path)
-            except OSError as error:
-                print("refused:", path, type(error).__name__, error.strerror, flush=True)
-        self.assertEqual(escaped, {outside!r}, "could not write outside")
-"""
-    report = validate_project(hostile(body), timeout_seconds=30, sandbox=sandbox)
+    report = validate_project(writes_outside(outside), timeout_seconds=30, sandbox=sandbox)
 
     assert not report.passed and report.message.startswith("tests failed (FAILED (failures=1))"), report.message
     assert "only the project's scratch directory is writable" in report.message

@@ -23,7 +23,7 @@ from shared.sandbox import Sandbox
 from shared.settings import PROJECT_ROOT, load_settings
 from tests.conftest import IN_CI
 from tests.jobs_helpers import SMALL_SPEC, new_project, submit, wait_for_job
-from tests.shared.test_sandbox import hostile, host_processes_with
+from tests.shared.test_sandbox import hostile, host_processes_with, writes_outside
 
 MARKER = f"devora-worker-loop-{uuid.uuid4().hex}"
 BOMB_MARKER = f"devora-worker-bomb-{uuid.uuid4().hex}"
@@ -82,21 +82,7 @@ def socket_test(port: int) -> str:
 
 def writes_test(outside: list[str]) -> str:
     """A test that writes in its scratch directory, then passes only if it could write to every `outside` path."""
-    return hostile(f"""\
-        for path in ("inside.txt", os.environ["HOME"] + "/inside.txt", os.environ["TMPDIR"] + "/inside.txt"):
-            with open(path, "w") as handle:
-                handle.write("mine")
-        print("inside writes: ok", flush=True)
-        escaped = []
-        for path in {outside!r}:
-            try:
-                with open(path, "w") as handle:
-                    handle.write("pwned")
-                escaped.append(path)
-            except OSError as error:
-                print("refused:", path, type(error).__name__, error.strerror, flush=True)
-        self.assertEqual(escaped, {outside!r}, "could not write outside")
-""")["tests/test_hostile.py"]
+    return writes_outside(outside)["tests/test_hostile.py"]
 
 
 class HostileProvider(EmbeddedProvider):
