@@ -6,8 +6,10 @@ regex dialect) accepts it exactly when the model does.
 """
 from __future__ import annotations
 
+import json
 import keyword
 import sys
+from functools import cache
 from typing import Any
 
 import jsonschema_rs
@@ -38,7 +40,13 @@ def schema_of(model: type[BaseModel], field: str) -> dict[str, Any]:
 
 
 def schema_accepts(schema: dict[str, Any], value: Any) -> bool:
-    return jsonschema_rs.validator_for(schema).is_valid(value)
+    return _validator(json.dumps(schema, sort_keys=True)).is_valid(value)
+
+
+@cache
+def _validator(schema: str) -> Any:
+    # Built once per schema: compiling a long pattern costs far more than matching it.
+    return jsonschema_rs.validator_for(json.loads(schema))
 
 
 def model_accepts(model: type[BaseModel], **values: Any) -> bool:
