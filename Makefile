@@ -40,7 +40,9 @@ openapi: $(VENV)/.installed
 types: openapi $(TS_DIR)/node_modules/.package-lock.json
 	cd $(TS_DIR) && npm run generate
 
+# The benchmarks load the servers with wrk, which the tests do not need (so CI does not install it).
 bench: $(VENV)/.installed-dev
+	@command -v wrk >/dev/null || { echo "the benchmarks need wrk on PATH (Debian: apt-get install wrk)" >&2; exit 1; }
 	$(BIN)/python bench/web.py
 
 clean:

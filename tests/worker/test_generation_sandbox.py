@@ -80,11 +80,6 @@ def socket_test(port: int) -> str:
 """)["tests/test_hostile.py"]
 
 
-def writes_test(outside: list[str]) -> str:
-    """A test that writes in its scratch directory, then passes only if it could write to every `outside` path."""
-    return writes_outside(outside)["tests/test_hostile.py"]
-
-
 class HostileProvider(EmbeddedProvider):
     """A provider whose output for a spec described as `hostile:<kind>` carries a hostile test."""
 
@@ -154,7 +149,7 @@ def test_hostile_jobs_fail_with_the_reason_and_the_worker_carries_on(client, aut
     name = f"devora-pwned-{uuid.uuid4().hex}"
     outside = [str(PROJECT_ROOT / name), f"/tmp/{name}", str(Path.home() / name), str(tmp_path / name), f"/{name}",
                f"/usr/{name}", f"/etc/{name}", f"/input/{name}", f"/dev/shm/{name}", f"/dev/{name}"]
-    monkeypatch.setitem(HOSTILE_TESTS, "writes", writes_test(outside))
+    monkeypatch.setitem(HOSTILE_TESTS, "writes", writes_outside(outside)["tests/test_hostile.py"])
     project_id = new_project(client, auth_headers)
 
     # All at once: the worker's two threads take them in turn, and a slow one does not hold up the rest.
